@@ -1,0 +1,348 @@
+//! The unit's translation caches (§6.4, §8.1) and what each invalidation drops (§8.4).
+//!
+//! | cache | key | tagged for invalidation by |
+//! |---|---|---|
+//! | context cache | source id | SID (+FM); legacy DID |
+//! | PASID cache | source id, PASID | DID, PASID |
+//! | IOTLB | DID, PASID (first-stage and nested only), input page, page size | DID, PASID, address, kind |
+//! | first-stage PSC | DID, PASID, level, input-address prefix | DID, PASID, address |
+//! | second-stage PSC | DID, level, input-address prefix | DID, address |
+//! | device-TLB | source id, PASID, input page, page size | SID, PASID, address |
+//!
+//! A stale entry is served until an invalidation drops it, as on hardware. With
+//! [`CacheConfig::enabled`] off nothing is cached (reference runs). With CAP.CM=1,
+//! not-present entries are cached too ("negative" entries), so software must invalidate
+//! after making an entry present, as the architecture requires in caching mode.
+//! Pass-through translations are served by the PASID cache alone, never the IOTLB.
+
+mod entries;
+mod seqcache;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+pub(crate) use entries::{
+    CachedContext, CachedPasid, DevTlbEntry, FsPscEntry, IotlbEntry, IotlbKind, SsPscEntry,
+};
+use seqcache::SeqCache;
+
+use crate::invalidation::Invalidation;
+
+/// How a full set picks its victim.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Replacement {
+    /// Second-chance clock: a hit marks the entry, the hand skips marked entries once.
+    /// Approximates LRU without writing on every hit (default).
+    #[default]
+    Clock,
+    /// First in, first out.
+    Fifo,
+    /// Pseudo-random (deterministic xorshift sequence).
+    Random,
+}
+
+/// Sets × ways of one cache.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Geometry {
+    /// Number of sets (rounded up to a power of two).
+    pub sets: usize,
+    /// Entries per set.
+    pub ways: usize,
+}
+
+impl Geometry {
+    /// `sets` × `ways`.
+    pub const fn new(sets: usize, ways: usize) -> Self {
+        Self { sets, ways }
+    }
+
+    /// Total entries.
+    pub const fn entries(&self) -> usize {
+        self.sets * self.ways
+    }
+}
+
+/// Cache sizes and replacement policy. Real parts do not publish their sizes; the defaults
+/// are plausible orders of magnitude, and QEMU's IOTLB holds 1024 entries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct CacheConfig {
+    /// Cache anything at all. Off gives reference runs where every request walks.
+    pub enabled: bool,
+    /// Context cache (default 16 × 4).
+    pub context: Geometry,
+    /// PASID cache (default 32 × 4).
+    pub pasid: Geometry,
+    /// IOTLB (default 256 × 4 = 1024 entries).
+    pub iotlb: Geometry,
+    /// First-stage paging-structure cache (default 64 × 4).
+    pub fs_psc: Geometry,
+    /// Second-stage paging-structure cache (default 64 × 4).
+    pub ss_psc: Geometry,
+    /// Device-TLB of ATS endpoints behind the unit (default 64 × 4).
+    pub devtlb: Geometry,
+    /// Replacement policy of every cache.
+    pub replacement: Replacement,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            context: Geometry::new(16, 4),
+            pasid: Geometry::new(32, 4),
+            iotlb: Geometry::new(256, 4),
+            fs_psc: Geometry::new(64, 4),
+            ss_psc: Geometry::new(64, 4),
+            devtlb: Geometry::new(64, 4),
+            replacement: Replacement::Clock,
+        }
+    }
+}
+
+impl CacheConfig {
+    /// No caching at all.
+    pub fn disabled() -> Self {
+        Self {
+            enabled: false,
+            ..Self::default()
+        }
+    }
+
+    /// Check every geometry is usable (at least one entry, at most 2^24).
+    pub fn validate(&self) -> Result<(), String> {
+        let all = [
+            ("context", self.context),
+            ("pasid", self.pasid),
+            ("iotlb", self.iotlb),
+            ("fs_psc", self.fs_psc),
+            ("ss_psc", self.ss_psc),
+            ("devtlb", self.devtlb),
+        ];
+        for (name, g) in all {
+            if g.sets == 0 || g.ways == 0 || g.sets.saturating_mul(g.ways) > 1 << 24 {
+                return Err(format!(
+                    "{name} cache needs 1..=2^24 entries, got {} sets x {} ways",
+                    g.sets, g.ways
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Every cache of one unit plus the invalidation epoch.
+pub(crate) struct Caches {
+    pub(crate) enabled: bool,
+    /// Bumped by every invalidation before it drops anything; fills from walks that
+    /// started in an older epoch are refused.
+    epoch: AtomicU64,
+    pub(crate) context: SeqCache<1, 3>,
+    pub(crate) pasid: SeqCache<1, 3>,
+    pub(crate) iotlb: SeqCache<2, 2>,
+    pub(crate) fs_psc: SeqCache<2, 2>,
+    pub(crate) ss_psc: SeqCache<2, 1>,
+    pub(crate) devtlb: SeqCache<2, 1>,
+}
+
+impl Caches {
+    pub(crate) fn new(config: &CacheConfig) -> Self {
+        let make = |g: Geometry| (g.sets, g.ways);
+        let policy = config.replacement;
+        let (cs, cw) = make(config.context);
+        let (ps, pw) = make(config.pasid);
+        let (is, iw) = make(config.iotlb);
+        let (fs, fw) = make(config.fs_psc);
+        let (ss, sw) = make(config.ss_psc);
+        let (ds, dw) = make(config.devtlb);
+        Self {
+            enabled: config.enabled,
+            epoch: AtomicU64::new(0),
+            context: SeqCache::new(cs, cw, policy),
+            pasid: SeqCache::new(ps, pw, policy),
+            iotlb: SeqCache::new(is, iw, policy),
+            fs_psc: SeqCache::new(fs, fw, policy),
+            ss_psc: SeqCache::new(ss, sw, policy),
+            devtlb: SeqCache::new(ds, dw, policy),
+        }
+    }
+
+    /// The current invalidation epoch; a walk reads it before its first table read.
+    #[inline]
+    pub(crate) fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    /// True when no invalidation started since `epoch` was read. Called under a set lock,
+    /// which orders it against the invalidation's own pass over that set.
+    pub(crate) fn epoch_unchanged(&self, epoch: u64) -> bool {
+        self.epoch.load(Ordering::Acquire) == epoch
+    }
+
+    /// Drop what `inv` covers (§8.4).
+    pub(crate) fn invalidate(&self, inv: &Invalidation) {
+        // Publish the new epoch before dropping anything: a fill that takes a set lock after
+        // this pass over the set sees it and gives up.
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        match *inv {
+            Invalidation::Everything => {
+                self.context.clear();
+                self.pasid.clear();
+                self.iotlb.clear();
+                self.fs_psc.clear();
+                self.ss_psc.clear();
+                self.devtlb.clear();
+            }
+            Invalidation::ContextAll => {
+                self.context.clear();
+            }
+            Invalidation::ContextDomain { did } => {
+                self.context
+                    .retain_not(|_, v| CachedContext::decode(v).legacy_did() == Some(did));
+            }
+            Invalidation::ContextDevice { sid, fm } => {
+                let mask = function_mask(fm);
+                self.context
+                    .retain_not(|k, _| CachedContext::key_sid(k) & mask == sid & mask);
+            }
+            Invalidation::PasidCacheAll => {
+                self.pasid.clear();
+            }
+            Invalidation::PasidCacheDomain { did } => {
+                self.pasid
+                    .retain_not(|_, v| CachedPasid::decode(v).did() == did);
+            }
+            Invalidation::PasidCachePasid { did, pasid } => {
+                self.pasid.retain_not(|k, v| {
+                    let e = CachedPasid::decode(v);
+                    // A negative entry carries no DID of its own: the PASID decides.
+                    CachedPasid::key_pasid(k) == pasid && (e.did() == did || e.is_negative())
+                });
+            }
+            Invalidation::IotlbAll => {
+                self.iotlb.clear();
+                self.fs_psc.clear();
+                self.ss_psc.clear();
+            }
+            Invalidation::IotlbDomain { did } => {
+                self.iotlb.retain_not(|k, _| IotlbEntry::key_did(k) == did);
+                self.fs_psc.retain_not(|k, _| FsPscEntry::key_did(k) == did);
+                self.ss_psc.retain_not(|k, _| SsPscEntry::key_did(k) == did);
+            }
+            Invalidation::IotlbPage { did, addr, am, ih } => {
+                let (start, end) = Invalidation::page_range(addr, am);
+                // Second-stage entries by range; first-stage and nested entries (indexed by
+                // first-stage address) of the whole domain.
+                self.iotlb.retain_not(|k, v| {
+                    IotlbEntry::key_did(k) == did
+                        && match IotlbEntry::decode(v).kind {
+                            IotlbKind::SecondStage => IotlbEntry::key_overlaps(k, start, end),
+                            _ => true,
+                        }
+                });
+                self.fs_psc.retain_not(|k, _| FsPscEntry::key_did(k) == did);
+                if !ih {
+                    self.ss_psc.retain_not(|k, _| {
+                        SsPscEntry::key_did(k) == did && SsPscEntry::key_overlaps(k, start, end)
+                    });
+                }
+            }
+            Invalidation::PasidIotlbPasid { did, pasid } => {
+                self.iotlb.retain_not(|k, _| {
+                    IotlbEntry::key_did(k) == did && IotlbEntry::key_pasid(k) == Some(pasid)
+                });
+                self.fs_psc.retain_not(|k, _| {
+                    FsPscEntry::key_did(k) == did && FsPscEntry::key_pasid(k) == pasid
+                });
+            }
+            Invalidation::PasidIotlbPage {
+                did,
+                pasid,
+                addr,
+                am,
+                ih,
+            } => {
+                let (start, end) = Invalidation::page_range(addr, am);
+                self.iotlb.retain_not(|k, _| {
+                    IotlbEntry::key_did(k) == did
+                        && IotlbEntry::key_pasid(k) == Some(pasid)
+                        && IotlbEntry::key_overlaps(k, start, end)
+                });
+                if !ih {
+                    self.fs_psc.retain_not(|k, _| {
+                        FsPscEntry::key_did(k) == did
+                            && FsPscEntry::key_pasid(k) == pasid
+                            && FsPscEntry::key_overlaps(k, start, end)
+                    });
+                }
+            }
+            Invalidation::DevTlb { sid, addr, size } => {
+                self.devtlb.retain_not(|k, _| {
+                    DevTlbEntry::key_sid(k) == sid
+                        && DevTlbEntry::key_pasid(k).is_none()
+                        && (size == 0 || DevTlbEntry::key_overlaps(k, addr, addr + (size - 1)))
+                });
+            }
+            Invalidation::PasidDevTlb {
+                sid,
+                pasid,
+                global,
+                addr,
+                size,
+            } => {
+                self.devtlb.retain_not(|k, _| {
+                    DevTlbEntry::key_sid(k) == sid
+                        && (global || DevTlbEntry::key_pasid(k) == Some(pasid))
+                        && (size == 0 || DevTlbEntry::key_overlaps(k, addr, addr + (size - 1)))
+                });
+            }
+        }
+    }
+
+    /// Number of entries held by each cache: (context, pasid, iotlb, fs_psc, ss_psc, devtlb).
+    pub(crate) fn occupancy(&self) -> CacheOccupancy {
+        CacheOccupancy {
+            context: self.context.len(),
+            pasid: self.pasid.len(),
+            iotlb: self.iotlb.len(),
+            fs_psc: self.fs_psc.len(),
+            ss_psc: self.ss_psc.len(),
+            devtlb: self.devtlb.len(),
+        }
+    }
+}
+
+/// How many entries each cache holds right now.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CacheOccupancy {
+    /// Context-cache entries.
+    pub context: usize,
+    /// PASID-cache entries.
+    pub pasid: usize,
+    /// IOTLB entries.
+    pub iotlb: usize,
+    /// First-stage paging-structure-cache entries.
+    pub fs_psc: usize,
+    /// Second-stage paging-structure-cache entries.
+    pub ss_psc: usize,
+    /// Device-TLB entries.
+    pub devtlb: usize,
+}
+
+/// The source-id bits a function mask keeps (§1.6): FM=1 ignores SID bit 2, FM=2 bits 2:1,
+/// FM=3 bits 2:0.
+fn function_mask(fm: u8) -> u16 {
+    let fm = fm.min(3) as u16;
+    !(((1u16 << fm) - 1) << (3 - fm))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn function_mask_ignores_high_function_bits_first() {
+        assert_eq!(function_mask(0), 0xFFFF);
+        assert_eq!(function_mask(1), !0b100);
+        assert_eq!(function_mask(2), !0b110);
+        assert_eq!(function_mask(3), !0b111);
+    }
+}

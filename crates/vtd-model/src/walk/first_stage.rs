@@ -1,0 +1,503 @@
+//! First-stage walks (§4) for PGTT=001b, and nested walks (§6.1) for PGTT=011b where every
+//! first-stage table and the final guest-physical address go through the second stage.
+
+use vtd_spec::addr::{PageSize, is_canonical, table_index};
+use vtd_spec::fault::FaultReason;
+use vtd_spec::first_stage::FsEntry;
+
+use super::scalable::PasidCtx;
+use super::second_stage::{SsError, SsParams, SsWalk};
+use super::{Stop, Walker};
+use crate::cache::{FsPscEntry, IotlbEntry, IotlbKind};
+use crate::config::{AdTiming, NestedSsAd, NonSnoopedAd, Spr17, SsPermissionFault};
+use crate::fault::{Fault, FaultStage};
+use crate::mem::PhysMem;
+use crate::request::{Perms, Translation, TranslationKind};
+use crate::stats::Counter;
+use crate::trace::{CacheKind, SsPurpose, WalkEvent, WalkObserver};
+
+/// What a first-stage walk needs from the PASID entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct FsParams {
+    /// FSPTPTR: host physical for PGTT=001b, guest physical for PGTT=011b.
+    pub(crate) root: u64,
+    /// 4 or 5.
+    pub(crate) levels: u8,
+    pub(crate) wpe: bool,
+    pub(crate) eafe: bool,
+    pub(crate) nxe: bool,
+    pub(crate) smep: bool,
+}
+
+/// One first-stage entry used by the walk.
+#[derive(Clone, Copy, Debug)]
+struct FsStep {
+    level: u8,
+    /// Table address as the first stage names it (GPA under nesting).
+    table: u64,
+    /// Host-physical address of the table.
+    table_hpa: u64,
+    /// Physical address of the entry.
+    addr: u64,
+    /// Value as read.
+    value: u64,
+    /// The second-stage walk that fetched the table (nested, when not served by the
+    /// paging-structure cache).
+    table_ss: Option<SsWalk>,
+    /// Rights accumulated from the top down to and including this entry.
+    rights: FsRights,
+}
+
+/// Rights accumulated over the first-stage path.
+#[derive(Clone, Copy, Debug)]
+struct FsRights {
+    rw: bool,
+    us: bool,
+    xd: bool,
+}
+
+impl FsRights {
+    const ALL: FsRights = FsRights {
+        rw: true,
+        us: true,
+        xd: false,
+    };
+}
+
+impl<M: PhysMem, O: WalkObserver> Walker<'_, M, O> {
+    /// PGTT=001b (`nested == false`) or PGTT=011b (`nested == true`) for `pasid`. Returns
+    /// the translation and the IOTLB entry that caches it.
+    pub(super) fn first_stage(
+        &mut self,
+        pe: &PasidCtx,
+        pasid: u32,
+        privileged: bool,
+        nested: bool,
+    ) -> Result<(Translation, IotlbEntry), Stop> {
+        let fs = pe.fs;
+        let req = *self.req;
+        if !is_canonical(req.addr, fs.levels) {
+            return Err(self
+                .fault(FaultReason::SgnNonCanonical, FaultStage::Request)
+                .into());
+        }
+        let ss = nested.then_some(pe.ss);
+        let timing = self.unit.config.switches.ad_timing;
+        let a_bits = if fs.eafe {
+            FsEntry::A | FsEntry::EA
+        } else {
+            FsEntry::A
+        };
+
+        let (start, mut table, mut known_hpa, mut rights) =
+            match self.fs_psc_lookup(pe, pasid, fs.levels) {
+                Some((level, psc)) => {
+                    let rights = FsRights {
+                        rw: psc.rw,
+                        us: psc.us,
+                        xd: psc.xd,
+                    };
+                    (level - 1, psc.next_table, Some(psc.next_table_hpa), rights)
+                }
+                None => (fs.levels, fs.root, None, FsRights::ALL),
+            };
+        let mut steps = [None::<FsStep>; 5];
+        let mut leaf = None;
+        for level in (1..=start).rev() {
+            let mut step = self.fs_read_entry(pe, ss.as_ref(), table, known_hpa.take(), level)?;
+            let e = FsEntry::from_bits(step.value);
+            rights.rw &= e.rw();
+            rights.us &= e.us();
+            rights.xd |= fs.nxe && e.xd();
+            step.rights = rights;
+            steps[level as usize - 1] = Some(step);
+            if timing == AdTiming::PerLevel {
+                self.fs_set_flags(pe, &mut steps[level as usize - 1], a_bits)?;
+            }
+            if level == 1 || (level <= 3 && e.ps()) {
+                leaf = steps[level as usize - 1];
+                break;
+            }
+            table = e.table_addr();
+        }
+        let Some(leaf) = leaf else {
+            // Unreachable: level 1 always ends the walk.
+            return Err(self
+                .fault(FaultReason::SfsNotPresent, FaultStage::FirstStage)
+                .into());
+        };
+
+        let fs_perms = self.fs_check_permissions(&fs, &leaf, rights, privileged)?;
+
+        let dirty = req.access.needs_write();
+        for slot in steps.iter_mut() {
+            let Some(step) = *slot else { continue };
+            let is_leaf = step.level == leaf.level;
+            let bits = match timing {
+                AdTiming::PerLevel if is_leaf && dirty => a_bits | FsEntry::D,
+                AdTiming::PerLevel => continue,
+                AdTiming::AfterWalk if is_leaf && dirty => a_bits | FsEntry::D,
+                AdTiming::AfterWalk => a_bits,
+            };
+            self.fs_set_flags(pe, slot, bits)?;
+        }
+
+        let size = PageSize::from_level(leaf.level).unwrap_or(PageSize::Size4K);
+        let out = FsEntry::from_bits(leaf.value).frame_addr(size) | (req.addr & size.offset_mask());
+        let fs_dirty = dirty || FsEntry::from_bits(leaf.value).d();
+        let (hpa, page_size, perms, ss_perms, ss_dirty) = match ss {
+            Some(ss) => {
+                let walk = self.ss_final(&ss, out, Some(out))?;
+                let perms = fs_perms & walk.perms & self.request_perms_mask(ss.ssee);
+                (walk.out, size.min(walk.size), perms, walk.perms, walk.dirty)
+            }
+            None => (out, size, fs_perms, Perms::all(), true),
+        };
+        self.check_output(hpa, false)?;
+        self.fs_psc_fill(pe, pasid, &steps);
+        let kind = if nested {
+            TranslationKind::Nested
+        } else {
+            TranslationKind::FirstStage
+        };
+        let gpa = nested.then_some(out);
+        let translation = Translation {
+            hpa,
+            page_size,
+            perms,
+            kind,
+            did: Some(pe.did),
+            gpa,
+            from_iotlb: false,
+        };
+        let entry = IotlbEntry {
+            kind: if nested {
+                IotlbKind::Nested
+            } else {
+                IotlbKind::FirstStage
+            },
+            hpa: page_size.align_down(hpa),
+            gpa: page_size.align_down(out),
+            ss_perms,
+            fs_rw: rights.rw,
+            fs_us: rights.us,
+            fs_xd: rights.xd,
+            dirty: fs_dirty && ss_dirty,
+            reason: None,
+        };
+        Ok((translation, entry))
+    }
+
+    /// The deepest first-stage paging-structure-cache entry for the request: (its level,
+    /// entry). Levels 2 and up hold non-leaf entries.
+    fn fs_psc_lookup(&mut self, pe: &PasidCtx, pasid: u32, levels: u8) -> Option<(u8, FsPscEntry)> {
+        if !self.caching {
+            return None;
+        }
+        let addr = self.req.addr;
+        let caches = &self.unit.caches;
+        let found = (2..=levels).find_map(|level| {
+            let key = FsPscEntry::key(pe.did, pasid, addr, level);
+            caches
+                .fs_psc
+                .lookup(&key)
+                .map(|v| (level, FsPscEntry::decode(&v)))
+        });
+        self.cache_result(CacheKind::FirstStagePsc, found.is_some());
+        found
+    }
+
+    /// Cache every non-leaf entry of a successful walk.
+    fn fs_psc_fill(&self, pe: &PasidCtx, pasid: u32, steps: &[Option<FsStep>; 5]) {
+        if !self.caching {
+            return;
+        }
+        for step in steps.iter().flatten().filter(|s| s.level >= 2) {
+            let e = FsEntry::from_bits(step.value);
+            let leaf = step.level <= 3 && e.ps();
+            let Some(next) = steps[step.level as usize - 2] else {
+                continue;
+            };
+            if leaf {
+                continue;
+            }
+            let entry = FsPscEntry {
+                next_table: e.table_addr(),
+                next_table_hpa: next.table_hpa,
+                rw: step.rights.rw,
+                us: step.rights.us,
+                xd: step.rights.xd,
+            };
+            let key = FsPscEntry::key(pe.did, pasid, self.req.addr, step.level);
+            let inserted = self
+                .unit
+                .caches
+                .fs_psc
+                .insert(&key, &entry.encode(), self.fill_guard());
+            self.note_fill(inserted);
+        }
+    }
+
+    /// Fetch the first-stage entry at `level` of `table` (translating the table through
+    /// the second stage when nested) and check it is present and has no reserved bit.
+    fn fs_read_entry(
+        &mut self,
+        pe: &PasidCtx,
+        ss: Option<&SsParams>,
+        table: u64,
+        known_hpa: Option<u64>,
+        level: u8,
+    ) -> Result<FsStep, Stop> {
+        let top = level == pe.fs.levels;
+        let (table_hpa, table_ss) = match (ss, known_hpa) {
+            (_, Some(hpa)) => (hpa, None),
+            (Some(ss), None) => {
+                let walk = self.fs_table_through_ss(ss, table, level, top)?;
+                (walk.out, Some(walk))
+            }
+            (None, None) => (table, None),
+        };
+        let addr = table_hpa + 8 * table_index(self.req.addr, level);
+        self.count(Counter::FsEntryReads);
+        let value = self.read_u64(addr).map_err(|_| {
+            let reason = if top {
+                FaultReason::SfsRootAccessError
+            } else {
+                FaultReason::SfsAccessError
+            };
+            self.fs_fault(reason, level, table, ss.is_some())
+                .entry_addr(addr)
+        })?;
+        let e = FsEntry::from_bits(value);
+        let leaf = level == 1 || (level <= 3 && e.ps());
+        self.obs.event(WalkEvent::FirstStageEntry {
+            level,
+            table,
+            addr,
+            value,
+            leaf,
+        });
+        if !e.p() {
+            return Err(self
+                .fs_fault(FaultReason::SfsNotPresent, level, table, ss.is_some())
+                .entry(addr, value)
+                .into());
+        }
+        if value & self.fs_reserved_mask(level, leaf, ss.is_some()) != 0 {
+            return Err(self
+                .fs_fault(FaultReason::SfsReserved, level, table, ss.is_some())
+                .entry(addr, value)
+                .into());
+        }
+        Ok(FsStep {
+            level,
+            table,
+            table_hpa,
+            addr,
+            value,
+            table_ss,
+            rights: FsRights::ALL,
+        })
+    }
+
+    /// A first-stage fault at `level`, carrying the table's GPA when nested.
+    fn fs_fault(&self, reason: FaultReason, level: u8, table: u64, nested: bool) -> Fault {
+        let fault = self.fault(reason, FaultStage::FirstStage).fs_level(level);
+        if nested { fault.gpa(table) } else { fault }
+    }
+
+    /// Nested: translate the GPA of a first-stage table through the second stage with
+    /// read permission (§6.1 step 4a), setting second-stage A where enabled.
+    fn fs_table_through_ss(
+        &mut self,
+        ss: &SsParams,
+        table: u64,
+        level: u8,
+        top: bool,
+    ) -> Result<SsWalk, Stop> {
+        let stage = FaultStage::SecondStageForFirstStageTable;
+        let denied = if top {
+            FaultReason::SfsRootReadDenied
+        } else {
+            FaultReason::SfsReadDenied
+        };
+        let denied = match self.unit.config.switches.ss_permission_fault {
+            SsPermissionFault::General => denied,
+            SsPermissionFault::SecondStage => FaultReason::SssNotPresent,
+        };
+        let mut walk = self
+            .ss_walk(ss, table, SsPurpose::FirstStageTable { fs_level: level })
+            .map_err(|e| {
+                let fault = match e {
+                    SsError::Beyond => self.fault(FaultReason::SfsGpaBeyond, stage),
+                    SsError::Fetch {
+                        level: l,
+                        addr,
+                        top,
+                    } => {
+                        let reason = if top {
+                            FaultReason::SssInvalidRoot
+                        } else {
+                            FaultReason::SssAccessError
+                        };
+                        self.fault(reason, stage).ss_level(l).entry_addr(addr)
+                    }
+                    SsError::NotPresent {
+                        level: l,
+                        addr,
+                        value,
+                    } => self.fault(denied, stage).ss_level(l).entry(addr, value),
+                    SsError::Reserved {
+                        level: l,
+                        addr,
+                        value,
+                    } => self
+                        .fault(FaultReason::SssReserved, stage)
+                        .ss_level(l)
+                        .entry(addr, value),
+                };
+                Stop::Fault(fault.fs_level(level).gpa(table))
+            })?;
+        if !walk.perms.contains(Perms::READ) {
+            return Err(self.fault(denied, stage).fs_level(level).gpa(table).into());
+        }
+        if self.unit.config.switches.nested_ss_ad == NestedSsAd::Full {
+            self.ss_set_ad(ss, &mut walk, false)?;
+        }
+        Ok(walk)
+    }
+
+    /// Reserved bits of a present first-stage entry (§4.3). Under nesting, entry addresses
+    /// are guest-physical and are bounded by the second stage's width instead of the HAW.
+    fn fs_reserved_mask(&self, level: u8, leaf: bool, nested: bool) -> u64 {
+        let mut mask = if nested {
+            0
+        } else {
+            self.unit.limits.above_haw
+        };
+        let ps = 1 << 7;
+        match level {
+            5 | 4 => mask |= ps,
+            3 if !self.unit.config.cap.fs1gp() => mask |= ps,
+            _ => {}
+        }
+        if leaf && let Some(size) = PageSize::from_level(level) {
+            mask |= FsEntry::large_leaf_reserved(size);
+        }
+        mask
+    }
+
+    /// The permission checks of §4.4, returning the rights the requester has.
+    fn fs_check_permissions(
+        &self,
+        fs: &FsParams,
+        leaf: &FsStep,
+        rights: FsRights,
+        privileged: bool,
+    ) -> Result<Perms, Stop> {
+        let req = self.req;
+        let write_ok = if privileged {
+            !fs.wpe || rights.rw
+        } else {
+            rights.us && rights.rw
+        };
+        let exec_ok = !rights.xd
+            && if privileged {
+                !(fs.smep && rights.us)
+            } else {
+                rights.us
+            };
+        let fault = |w: &Self, reason| {
+            w.fault(reason, FaultStage::FirstStage)
+                .fs_level(leaf.level)
+                .entry(leaf.addr, leaf.value)
+        };
+        if !privileged && !rights.us {
+            return Err(fault(self, FaultReason::SgnUserDenied).into());
+        }
+        if req.access.needs_write() && !write_ok {
+            return Err(fault(self, FaultReason::SgnWriteDenied).into());
+        }
+        if req.execute && !exec_ok {
+            return Err(fault(self, FaultReason::SgnExecuteDenied).into());
+        }
+        let mut perms = Perms::READ;
+        perms.set(Perms::WRITE, write_ok);
+        perms.set(Perms::EXECUTE, exec_ok);
+        Ok(perms)
+    }
+
+    /// Set `bits` (A, EA, D) in a first-stage entry (§4.5). Under nesting the update is a
+    /// write through the second stage and needs its write permission (§6.1 step 6), except
+    /// where the SPR17 erratum lets it through (§6.5). The step's `value` is updated.
+    fn fs_set_flags(
+        &mut self,
+        pe: &PasidCtx,
+        slot: &mut Option<FsStep>,
+        bits: u64,
+    ) -> Result<(), Stop> {
+        let Some(step) = slot.as_mut() else {
+            return Ok(());
+        };
+        if step.value & bits == bits {
+            return Ok(());
+        }
+        let switches = self.unit.config.switches;
+        let nested = pe.pgtt == vtd_spec::pasid::Pgtt::Nested;
+        // A table served by the paging-structure cache has no second-stage walk at hand:
+        // the update needs one to know the write permission of the table page.
+        if nested && step.table_ss.is_none() {
+            let top = step.level == pe.fs.levels;
+            step.table_ss = Some(self.fs_table_through_ss(&pe.ss, step.table, step.level, top)?);
+        }
+        let mut by_erratum = false;
+        if let Some(table_ss) = &step.table_ss
+            && !table_ss.perms.contains(Perms::WRITE)
+        {
+            let top = step.level == pe.fs.levels;
+            let erratum = pe.pwsnp
+                && match switches.erratum_spr17 {
+                    Spr17::Off => false,
+                    Spr17::TopLevel => top,
+                    Spr17::AllLevels => true,
+                };
+            if !erratum {
+                let fault = self
+                    .fault(
+                        FaultReason::SfsAdWriteDenied,
+                        FaultStage::FirstStageAdUpdate,
+                    )
+                    .fs_level(step.level)
+                    .gpa(step.table)
+                    .entry(step.addr, step.value);
+                return Err(fault.into());
+            }
+            by_erratum = true;
+        }
+        if !pe.pwsnp && switches.non_snooped_ad == NonSnoopedAd::Fault {
+            let fault = self
+                .fault(FaultReason::SfsAdNonSnooped, FaultStage::FirstStageAdUpdate)
+                .fs_level(step.level)
+                .entry(step.addr, step.value);
+            return Err(fault.into());
+        }
+        let hw_flags = FsEntry::A | FsEntry::D | FsEntry::EA;
+        let (addr, value, level) = (step.addr, step.value, step.level);
+        self.update_flags(addr, value, bits, hw_flags, true, level, by_erratum)?;
+        step.value = value | bits;
+        self.count(Counter::FsAdWrites);
+        if by_erratum {
+            self.count(Counter::FsAdWritesByErratum);
+        }
+        // The update is a write to the table page: it dirties that page in the second
+        // stage too, unless the erratum let it through a read-only mapping.
+        if let Some(table_ss) = slot.as_mut().and_then(|s| s.table_ss.as_mut())
+            && !by_erratum
+            && switches.nested_ss_ad == NestedSsAd::Full
+        {
+            let mut walk = *table_ss;
+            self.ss_set_ad(&pe.ss, &mut walk, true)?;
+        }
+        Ok(())
+    }
+}

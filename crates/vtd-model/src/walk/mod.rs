@@ -1,0 +1,213 @@
+//! The translation of one request: context lookup, then the PGTT's walk (§2–§6).
+//!
+//! The walker is generic over a [`WalkObserver`] so the plain `translate` path compiles
+//! without any tracing. Faults come back as `(Fault, fpd)`; the unit applies FPD and
+//! records them.
+
+mod ad;
+mod first_stage;
+mod legacy;
+mod scalable;
+mod second_stage;
+
+use vtd_spec::fault::FaultReason;
+use vtd_spec::regs::Ttm;
+
+use crate::fault::{Fault, FaultStage};
+use crate::mem::{MemError, PhysMem};
+use crate::request::{Perms, Request, Translation, TranslationKind};
+use crate::stats::{Counter, ShardRef};
+use crate::trace::{WalkEvent, WalkObserver};
+use crate::unit::Unit;
+
+pub(crate) use first_stage::FsParams;
+pub(crate) use legacy::LegacyCtx;
+pub(crate) use scalable::{PasidCtx, SmContext};
+pub(crate) use second_stage::SsParams;
+
+/// Whether a walk has side effects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum WalkMode {
+    /// The hardware's walk: caches, A/D writes, counters, fault recording.
+    Normal,
+    /// Explain: no caches, no writes, no counters, no recording.
+    DryRun,
+}
+
+/// A fault plus whether FPD was set on an entry read for the request.
+pub(crate) type WalkFault = (Fault, bool);
+
+/// Internal walk failure: a fault, or an entry that changed under an A/D update, which
+/// restarts the walk.
+pub(crate) enum Stop {
+    Fault(Fault),
+    Restart,
+}
+
+impl From<Fault> for Stop {
+    fn from(f: Fault) -> Self {
+        Stop::Fault(f)
+    }
+}
+
+/// Walks restarted this many times because tables kept changing under the A/D update
+/// give up with SFS.10 (A/D update failed).
+const MAX_RESTARTS: u32 = 16;
+
+/// State of one translation.
+pub(crate) struct Walker<'a, M, O> {
+    pub(crate) unit: &'a Unit<M>,
+    pub(crate) req: &'a Request,
+    pub(crate) obs: &'a mut O,
+    pub(crate) mode: WalkMode,
+    /// FPD seen on any entry read so far (context, PASID directory, PASID entry).
+    pub(crate) fpd: bool,
+    /// Consult and fill the caches (normal walks with caching enabled).
+    pub(crate) caching: bool,
+    /// Invalidation epoch when the walk started; fills from an older epoch are dropped.
+    pub(crate) epoch: u64,
+    /// This thread's counter shard; `None` in a dry run.
+    shard: Option<ShardRef<'a>>,
+}
+
+impl<'a, M: PhysMem, O: WalkObserver> Walker<'a, M, O> {
+    pub(crate) fn new(unit: &'a Unit<M>, req: &'a Request, obs: &'a mut O, mode: WalkMode) -> Self {
+        let normal = mode == WalkMode::Normal;
+        Self {
+            unit,
+            req,
+            obs,
+            mode,
+            fpd: false,
+            caching: normal && unit.caches.enabled,
+            epoch: 0,
+            shard: normal.then(|| unit.counters.shard()),
+        }
+    }
+
+    /// Translate the request.
+    pub(crate) fn run(mut self) -> Result<Translation, WalkFault> {
+        self.count(Counter::Translations);
+        let mut restarts = 0;
+        let result = loop {
+            self.fpd = false;
+            self.epoch = self.unit.caches.epoch();
+            match self.translate_once() {
+                Ok(t) => break Ok(t),
+                Err(Stop::Fault(f)) => break Err(f),
+                Err(Stop::Restart) if restarts < MAX_RESTARTS => restarts += 1,
+                Err(Stop::Restart) => {
+                    break Err(self.fault(
+                        FaultReason::SfsAdUpdateFailed,
+                        FaultStage::FirstStageAdUpdate,
+                    ));
+                }
+            }
+        };
+        if result.is_ok() {
+            self.count(Counter::TranslationsOk);
+        }
+        self.obs.event(WalkEvent::Done(result));
+        result.map_err(|f| (f, self.fpd))
+    }
+
+    fn translate_once(&mut self) -> Result<Translation, Stop> {
+        let state = self.unit.root_state();
+        if !state.enabled() {
+            return Ok(Translation {
+                hpa: self.req.addr,
+                page_size: vtd_spec::addr::PageSize::Size4K,
+                perms: Perms::READ | Perms::WRITE,
+                kind: TranslationKind::Disabled,
+                did: None,
+                gpa: None,
+                from_iotlb: false,
+            });
+        }
+        match state.ttm() {
+            Ttm::Scalable if self.unit.config.ecap.smts() => self.scalable(state.root_table()),
+            Ttm::Legacy => self.legacy(state.root_table()),
+            // Abort-DMA mode blocks every request without logging it (a model choice: the
+            // mode exists to block DMA while tables are rebuilt).
+            Ttm::AbortDma if self.unit.config.ecap.adms() => {
+                let mut fault = self.fault(FaultReason::RtaInvalid, FaultStage::RootPointer);
+                fault.recording = crate::fault::FaultRecording::AbortDmaMode;
+                Err(fault.into())
+            }
+            // TTM=10b, TTM=11b without ADMS, or scalable mode on a unit without SMTS.
+            _ => Err(self
+                .fault(FaultReason::RtaInvalid, FaultStage::RootPointer)
+                .into()),
+        }
+    }
+
+    /// A fault of `reason` at `stage` for this request.
+    pub(crate) fn fault(&self, reason: FaultReason, stage: FaultStage) -> Fault {
+        Fault::new(reason, stage, self.req)
+    }
+
+    /// Bump a counter, unless this is a dry run.
+    #[inline]
+    pub(crate) fn count(&self, counter: Counter) {
+        if let Some(shard) = self.shard {
+            shard.inc(counter);
+        }
+    }
+
+    /// Count a cache lookup and tell the observer.
+    #[inline]
+    pub(crate) fn cache_result(&mut self, cache: crate::trace::CacheKind, hit: bool) {
+        use crate::trace::CacheKind;
+        let (hit_counter, miss_counter) = match cache {
+            CacheKind::Context => (Counter::ContextCacheHits, Counter::ContextCacheMisses),
+            CacheKind::Pasid => (Counter::PasidCacheHits, Counter::PasidCacheMisses),
+            CacheKind::Iotlb => (Counter::IotlbHits, Counter::IotlbMisses),
+            CacheKind::FirstStagePsc => (Counter::FsPscHits, Counter::FsPscMisses),
+            CacheKind::SecondStagePsc => (Counter::SsPscHits, Counter::SsPscMisses),
+            CacheKind::DevTlb => (Counter::DevTlbHits, Counter::DevTlbMisses),
+        };
+        self.count(if hit { hit_counter } else { miss_counter });
+        self.obs.event(WalkEvent::Cache { cache, hit });
+    }
+
+    /// The guard a cache fill runs under its set lock: the walk must not have raced with
+    /// an invalidation. A refused fill is counted.
+    pub(crate) fn fill_guard(&self) -> impl FnOnce() -> bool + '_ {
+        move || self.unit.caches.epoch_unchanged(self.epoch)
+    }
+
+    /// Count a fill the epoch check refused.
+    pub(crate) fn note_fill(&self, inserted: bool) {
+        if !inserted {
+            self.count(Counter::FillsDropped);
+        }
+    }
+
+    /// Caching mode (CAP.CM): not-present entries are cached too.
+    pub(crate) fn caching_mode(&self) -> bool {
+        self.unit.config.cap.cm()
+    }
+
+    /// Read an aligned qword of a table.
+    pub(crate) fn read_u64(&self, addr: u64) -> Result<u64, MemError> {
+        self.unit.mem.read_u64(addr)
+    }
+
+    /// Read an aligned 128-bit value of a table.
+    pub(crate) fn read_u128(&self, addr: u64) -> Result<u128, MemError> {
+        self.unit.mem.read_u128(addr)
+    }
+
+    /// True when the request's address lands in the interrupt range once translated.
+    pub(crate) fn check_output(&self, hpa: u64, legacy: bool) -> Result<(), Fault> {
+        if vtd_spec::addr::in_interrupt_range(hpa) {
+            let reason = if legacy {
+                FaultReason::LgnInterruptRange
+            } else {
+                FaultReason::SgnInterruptRange
+            };
+            return Err(self.fault(reason, FaultStage::Output));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,633 @@
+//! Scalable mode: root entry → context entry → PASID directory → PASID entry (§2.3–§3.5),
+//! then the walk the PASID entry's PGTT selects.
+
+use vtd_spec::addr::{self, PageSize, agaw_width};
+use vtd_spec::context::{SM_CONTEXT_ENTRY_BYTES, SmContextEntry, SmContextEntryLo};
+use vtd_spec::fault::FaultReason;
+use vtd_spec::pasid::{
+    PASID_DIR_ENTRY_BYTES, PASID_ENTRY_BYTES, PasidDirEntry, PasidEntry, PasidEntryHi,
+    PasidEntryLo, Pgtt,
+};
+use vtd_spec::root::{ROOT_ENTRY_BYTES, SmRootEntry};
+
+use super::first_stage::FsParams;
+use super::second_stage::SsParams;
+use super::{Stop, Walker};
+use crate::cache::{CachedContext, CachedPasid, IotlbEntry, IotlbKind};
+use crate::fault::{Fault, FaultStage};
+use crate::mem::PhysMem;
+use crate::request::{AddressType, Perms, Translation, TranslationKind};
+use crate::stats::Counter;
+use crate::trace::{CacheKind, WalkEvent, WalkObserver};
+
+/// A scalable-mode context entry that passed every check: what the context cache holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct SmContext {
+    pub(crate) pasid_dir: u64,
+    /// PASIDs below this are covered by the directory (2^(PDTS+13)).
+    pub(crate) pasid_limit: u32,
+    pub(crate) dte: bool,
+    pub(crate) paside: bool,
+    pub(crate) rid_pasid: u32,
+    pub(crate) rid_priv: bool,
+    pub(crate) fpd: bool,
+}
+
+/// A PASID entry that passed every check: what the PASID cache holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct PasidCtx {
+    pub(crate) pgtt: Pgtt,
+    pub(crate) did: u16,
+    /// FPD of the PASID-directory entry or of the PASID entry.
+    pub(crate) fpd: bool,
+    pub(crate) sre: bool,
+    pub(crate) ere: bool,
+    pub(crate) pwsnp: bool,
+    pub(crate) fs: FsParams,
+    pub(crate) ss: SsParams,
+}
+
+impl<M: PhysMem, O: WalkObserver> Walker<'_, M, O> {
+    pub(super) fn scalable(&mut self, root_table: u64) -> Result<Translation, Stop> {
+        let ctx = self.sm_context(root_table)?;
+        let req = *self.req;
+        if req.address_type != AddressType::Untranslated && !ctx.dte {
+            return Err(self
+                .fault(FaultReason::SctDteBlocked, FaultStage::ContextEntry)
+                .into());
+        }
+        if req.pasid.is_some() && !ctx.paside {
+            return Err(self
+                .fault(FaultReason::SctPasidDisabled, FaultStage::ContextEntry)
+                .into());
+        }
+        let pasid = match req.pasid {
+            Some(p) => p,
+            None if self.unit.config.ecap.rps() => ctx.rid_pasid,
+            None => 0,
+        };
+        if pasid >= ctx.pasid_limit || pasid >> self.unit.limits.pasid_bits != 0 {
+            return Err(self
+                .fault(FaultReason::SctPasidBeyondDir, FaultStage::ContextEntry)
+                .into());
+        }
+        if req.address_type == AddressType::Translated {
+            // The device's TLB already translated it; with DTE=1 it passes unchanged.
+            return Ok(Translation {
+                hpa: req.addr,
+                page_size: PageSize::Size4K,
+                perms: Perms::READ | Perms::WRITE,
+                kind: TranslationKind::PreTranslated,
+                did: None,
+                gpa: None,
+                from_iotlb: false,
+            });
+        }
+        let pe = self.pasid_entry(&ctx, pasid)?;
+        // The privilege of a request-without-PASID is RID_PRIV where honoured, else user.
+        let privileged = match req.pasid {
+            Some(_) => req.privileged,
+            None => self.unit.config.ecap.rprivs() && ctx.rid_priv,
+        };
+        if req.pasid.is_some() && req.execute && !pe.ere {
+            return Err(self
+                .fault(FaultReason::SptExecuteDisabled, FaultStage::PasidEntry)
+                .into());
+        }
+        if privileged && !pe.sre {
+            return Err(self
+                .fault(FaultReason::SptSupervisorDisabled, FaultStage::PasidEntry)
+                .into());
+        }
+        if pe.pgtt == Pgtt::PassThrough {
+            return self.pass_through(&pe);
+        }
+        // Second-stage-only entries are shared by every PASID of the domain.
+        let tag_pasid = pe.pgtt.uses_first_stage().then_some(pasid);
+        if self.caching
+            && let Some(result) = self.iotlb_hit(&pe, tag_pasid, privileged)
+        {
+            return result;
+        }
+        let walked = match pe.pgtt {
+            Pgtt::SecondStage => self.second_stage_only(&pe),
+            Pgtt::FirstStage => self.first_stage(&pe, pasid, privileged, false),
+            Pgtt::Nested => self.first_stage(&pe, pasid, privileged, true),
+            // Rejected as SPT.4 when the entry was checked.
+            _ => Err(self
+                .fault(FaultReason::SptInvalid, FaultStage::PasidEntry)
+                .into()),
+        };
+        if self.caching {
+            self.iotlb_fill(&pe, tag_pasid, &walked);
+        }
+        walked.map(|(t, _)| t)
+    }
+
+    /// Serve the request from the IOTLB if an entry covers it. `None` means walk: no
+    /// entry, or a write that would have to set a dirty flag the entry does not show.
+    pub(super) fn iotlb_hit(
+        &mut self,
+        pe: &PasidCtx,
+        tag_pasid: Option<u32>,
+        privileged: bool,
+    ) -> Option<Result<Translation, Stop>> {
+        let req = *self.req;
+        let found = PageSize::ALL.into_iter().find_map(|size| {
+            let key = IotlbEntry::key(pe.did, tag_pasid, req.addr, size);
+            self.unit
+                .caches
+                .iotlb
+                .lookup(&key)
+                .map(|v| (IotlbEntry::decode(&v), size))
+        });
+        let Some((entry, size)) = found else {
+            self.cache_result(CacheKind::Iotlb, false);
+            return None;
+        };
+        if req.access.needs_write() && !entry.dirty && entry.kind != IotlbKind::NotPresent {
+            self.cache_result(CacheKind::Iotlb, false);
+            return None;
+        }
+        self.cache_result(CacheKind::Iotlb, true);
+        Some(self.iotlb_result(pe, &entry, size, privileged))
+    }
+
+    /// The translation (or fault) a cached entry gives this request.
+    fn iotlb_result(
+        &mut self,
+        pe: &PasidCtx,
+        entry: &IotlbEntry,
+        size: PageSize,
+        privileged: bool,
+    ) -> Result<Translation, Stop> {
+        let req = *self.req;
+        if let Some(reason) = entry.reason.filter(|_| entry.kind == IotlbKind::NotPresent) {
+            let stage = if reason == FaultReason::SfsNotPresent {
+                FaultStage::FirstStage
+            } else {
+                FaultStage::SecondStage
+            };
+            return Err(self.fault(reason, stage).into());
+        }
+        let fs = &pe.fs;
+        let (rw, us, xd) = (entry.fs_rw, entry.fs_us, entry.fs_xd);
+        let write_ok = if privileged { !fs.wpe || rw } else { us && rw };
+        let exec_ok = !xd && if privileged { !(fs.smep && us) } else { us };
+        if entry.kind != IotlbKind::SecondStage {
+            let denied = if !privileged && !us {
+                Some(FaultReason::SgnUserDenied)
+            } else if req.access.needs_write() && !write_ok {
+                Some(FaultReason::SgnWriteDenied)
+            } else if req.execute && !exec_ok {
+                Some(FaultReason::SgnExecuteDenied)
+            } else {
+                None
+            };
+            if let Some(reason) = denied {
+                return Err(self.fault(reason, FaultStage::FirstStage).into());
+            }
+        }
+        if !self.ss_allows(entry.ss_perms) {
+            let reason = self.ss_permission_fault(&pe.ss, entry.ss_perms);
+            return Err(self.fault(reason, FaultStage::SecondStage).into());
+        }
+        let mut perms = entry.ss_perms & self.request_perms_mask(pe.ss.ssee);
+        if entry.kind != IotlbKind::SecondStage {
+            perms.set(Perms::WRITE, perms.contains(Perms::WRITE) && write_ok);
+            perms.set(Perms::EXECUTE, perms.contains(Perms::EXECUTE) && exec_ok);
+        }
+        let offset = req.addr & size.offset_mask();
+        let kind = match entry.kind {
+            IotlbKind::FirstStage => TranslationKind::FirstStage,
+            IotlbKind::Nested => TranslationKind::Nested,
+            _ => TranslationKind::SecondStage,
+        };
+        self.count(Counter::ServedFromIotlb);
+        Ok(Translation {
+            hpa: entry.hpa | offset,
+            page_size: size,
+            perms,
+            kind,
+            did: Some(pe.did),
+            gpa: (entry.kind == IotlbKind::Nested).then_some(entry.gpa | offset),
+            from_iotlb: true,
+        })
+    }
+
+    /// Cache the outcome of a walk: the translation, or in caching mode a not-present leaf.
+    pub(super) fn iotlb_fill(
+        &self,
+        pe: &PasidCtx,
+        tag_pasid: Option<u32>,
+        walked: &Result<(Translation, IotlbEntry), Stop>,
+    ) {
+        let req = self.req;
+        let (entry, size) = match walked {
+            Ok((t, entry)) => (*entry, t.page_size),
+            Err(Stop::Fault(f)) if self.caching_mode() && is_not_present_leaf(f) => (
+                IotlbEntry {
+                    kind: IotlbKind::NotPresent,
+                    hpa: 0,
+                    gpa: 0,
+                    ss_perms: Perms::empty(),
+                    fs_rw: false,
+                    fs_us: false,
+                    fs_xd: false,
+                    dirty: false,
+                    reason: Some(f.reason),
+                },
+                PageSize::Size4K,
+            ),
+            Err(_) => return,
+        };
+        let key = IotlbEntry::key(pe.did, tag_pasid, req.addr, size);
+        let inserted = self
+            .unit
+            .caches
+            .iotlb
+            .insert(&key, &entry.encode(), self.fill_guard());
+        self.note_fill(inserted);
+    }
+
+    /// The context entry of the request's source id, from the context cache or the tables.
+    fn sm_context(&mut self, root_table: u64) -> Result<SmContext, Stop> {
+        if !self.caching {
+            return self.sm_context_walk(root_table);
+        }
+        let key = CachedContext::key(self.req.sid, false);
+        if let Some(v) = self.unit.caches.context.lookup(&key) {
+            self.cache_result(CacheKind::Context, true);
+            match CachedContext::decode(&v) {
+                CachedContext::Scalable(ctx) => {
+                    self.fpd |= ctx.fpd;
+                    return Ok(ctx);
+                }
+                CachedContext::NotPresent { fpd } => {
+                    self.fpd |= fpd;
+                    return Err(self
+                        .fault(FaultReason::SctNotPresent, FaultStage::ContextEntry)
+                        .into());
+                }
+                CachedContext::Legacy(_) => {}
+            }
+        } else {
+            self.cache_result(CacheKind::Context, false);
+        }
+        let result = self.sm_context_walk(root_table);
+        let cached = match &result {
+            Ok(ctx) => Some(CachedContext::Scalable(*ctx)),
+            Err(Stop::Fault(f))
+                if self.caching_mode() && f.reason == FaultReason::SctNotPresent =>
+            {
+                Some(CachedContext::NotPresent { fpd: self.fpd })
+            }
+            Err(_) => None,
+        };
+        if let Some(entry) = cached {
+            let inserted =
+                self.unit
+                    .caches
+                    .context
+                    .insert(&key, &entry.encode(), self.fill_guard());
+            self.note_fill(inserted);
+        }
+        result
+    }
+
+    /// Root and context entry lookup with the checks of §2.5.
+    fn sm_context_walk(&mut self, root_table: u64) -> Result<SmContext, Stop> {
+        let req = *self.req;
+        let above_haw = self.unit.limits.above_haw;
+        let root_addr = root_table + req.bus() as u64 * ROOT_ENTRY_BYTES;
+        self.count(Counter::RootReads);
+        let raw = self.read_u128(root_addr).map_err(|_| {
+            self.fault(FaultReason::SrtAccessError, FaultStage::RootEntry)
+                .entry_addr(root_addr)
+        })?;
+        self.obs.event(WalkEvent::RootEntry {
+            addr: root_addr,
+            value: raw,
+        });
+        let root = SmRootEntry::from_bits(raw);
+        let (present, ctp) = root.context_table(req.devfn());
+        let root_fault = |w: &Self, r| {
+            w.fault(r, FaultStage::RootEntry)
+                .entry(root_addr, raw as u64)
+        };
+        if !present {
+            return Err(root_fault(self, FaultReason::SrtNotPresent).into());
+        }
+        if raw & SmRootEntry::RESERVED != 0 || ctp & above_haw != 0 {
+            return Err(root_fault(self, FaultReason::SrtReserved).into());
+        }
+
+        let ctx_addr = ctp + (req.devfn() & 0x7F) as u64 * SM_CONTEXT_ENTRY_BYTES;
+        self.count(Counter::ContextReads);
+        let read = self
+            .read_u128(ctx_addr)
+            .and_then(|lo| Ok((lo, self.read_u128(ctx_addr + 16)?)));
+        let (lo, hi) = read.map_err(|_| {
+            self.fault(FaultReason::SctAccessError, FaultStage::ContextEntry)
+                .entry_addr(ctx_addr)
+        })?;
+        self.obs.event(WalkEvent::ContextEntry {
+            addr: ctx_addr,
+            value: lo,
+        });
+        let ce = SmContextEntry {
+            lo: SmContextEntryLo::from_bits(lo),
+            hi,
+        };
+        // FPD is honoured even in a non-present entry (§7.3).
+        self.fpd |= ce.lo.fpd();
+        let ctx_fault = |w: &Self, r| {
+            w.fault(r, FaultStage::ContextEntry)
+                .entry(ctx_addr, lo as u64)
+        };
+        if !ce.lo.p() {
+            return Err(ctx_fault(self, FaultReason::SctNotPresent).into());
+        }
+        if lo & self.context_reserved_mask() != 0 || hi != 0 || ce.pasid_dir() & above_haw != 0 {
+            return Err(ctx_fault(self, FaultReason::SctReserved).into());
+        }
+        let ecap = self.unit.config.ecap;
+        if ecap.rps() && ce.lo.rid_pasid() >> self.unit.limits.pasid_bits != 0 {
+            return Err(ctx_fault(self, FaultReason::SctRidPasidInvalid).into());
+        }
+        Ok(SmContext {
+            pasid_dir: ce.pasid_dir(),
+            pasid_limit: ce.pasid_dir_entries().saturating_mul(64),
+            dte: ce.lo.dte(),
+            paside: ce.lo.paside(),
+            rid_pasid: ce.lo.rid_pasid(),
+            rid_priv: ce.lo.rid_priv(),
+            fpd: ce.lo.fpd(),
+        })
+    }
+
+    /// Reserved bits of the low half of a context entry, including fields of features the
+    /// unit does not advertise.
+    fn context_reserved_mask(&self) -> u128 {
+        let mut mask = SmContextEntry::RESERVED_LO;
+        if self.unit.config.switches.capability_reserved_fields {
+            let ecap = self.unit.config.ecap;
+            let none = SmContextEntryLo::new();
+            if !ecap.dt() {
+                mask |= none.with_dte(true).into_bits();
+            }
+            if !ecap.pasid() {
+                mask |= none.with_paside(true).into_bits();
+            }
+            if !ecap.prs() {
+                mask |= none.with_pre(true).into_bits();
+            }
+            if !ecap.rps() {
+                mask |= none.with_rid_pasid(0xF_FFFF).into_bits();
+            }
+            if !ecap.rprivs() {
+                mask |= none.with_rid_priv(true).into_bits();
+            }
+        }
+        mask
+    }
+
+    /// The PASID entry for `pasid`, from the PASID cache or the tables.
+    fn pasid_entry(&mut self, ctx: &SmContext, pasid: u32) -> Result<PasidCtx, Stop> {
+        if !self.caching {
+            return self.pasid_entry_walk(ctx, pasid);
+        }
+        let key = CachedPasid::key(self.req.sid, pasid);
+        if let Some(v) = self.unit.caches.pasid.lookup(&key) {
+            self.cache_result(CacheKind::Pasid, true);
+            return match CachedPasid::decode(&v) {
+                CachedPasid::Present(pe) => {
+                    self.fpd |= pe.fpd;
+                    Ok(pe)
+                }
+                CachedPasid::NotPresent { fpd, reason } => {
+                    self.fpd |= fpd;
+                    let stage = if reason == FaultReason::SpdNotPresent {
+                        FaultStage::PasidDirectory
+                    } else {
+                        FaultStage::PasidEntry
+                    };
+                    Err(self.fault(reason, stage).into())
+                }
+            };
+        }
+        self.cache_result(CacheKind::Pasid, false);
+        let result = self.pasid_entry_walk(ctx, pasid);
+        let cached = match &result {
+            Ok(pe) => Some(CachedPasid::Present(*pe)),
+            Err(Stop::Fault(f))
+                if self.caching_mode()
+                    && matches!(
+                        f.reason,
+                        FaultReason::SpdNotPresent | FaultReason::SptNotPresent
+                    ) =>
+            {
+                Some(CachedPasid::NotPresent {
+                    fpd: self.fpd,
+                    reason: f.reason,
+                })
+            }
+            Err(_) => None,
+        };
+        if let Some(entry) = cached {
+            let inserted = self
+                .unit
+                .caches
+                .pasid
+                .insert(&key, &entry.encode(), self.fill_guard());
+            self.note_fill(inserted);
+        }
+        result
+    }
+
+    /// PASID directory and PASID table lookup with the checks of §3.2 and §3.5.
+    fn pasid_entry_walk(&mut self, ctx: &SmContext, pasid: u32) -> Result<PasidCtx, Stop> {
+        let above_haw = self.unit.limits.above_haw;
+        let dir_addr =
+            ctx.pasid_dir + vtd_spec::pasid::dir_index(pasid) as u64 * PASID_DIR_ENTRY_BYTES;
+        self.count(Counter::PasidDirReads);
+        let raw = self.read_u64(dir_addr).map_err(|_| {
+            self.fault(FaultReason::SpdAccessError, FaultStage::PasidDirectory)
+                .entry_addr(dir_addr)
+        })?;
+        self.obs.event(WalkEvent::PasidDirEntry {
+            addr: dir_addr,
+            value: raw,
+        });
+        let pde = PasidDirEntry::from_bits(raw);
+        self.fpd |= pde.fpd();
+        let dir_fault = |w: &Self, r| w.fault(r, FaultStage::PasidDirectory).entry(dir_addr, raw);
+        if !pde.p() {
+            return Err(dir_fault(self, FaultReason::SpdNotPresent).into());
+        }
+        if raw & PasidDirEntry::RESERVED != 0 || pde.pasid_table() & above_haw != 0 {
+            return Err(dir_fault(self, FaultReason::SpdReserved).into());
+        }
+
+        let pe_addr =
+            pde.pasid_table() + vtd_spec::pasid::table_index(pasid) as u64 * PASID_ENTRY_BYTES;
+        self.count(Counter::PasidEntryReads);
+        let mut words = [0u64; 8];
+        for (i, w) in words.iter_mut().enumerate() {
+            *w = self.read_u64(pe_addr + 8 * i as u64).map_err(|_| {
+                self.fault(FaultReason::SptAccessError, FaultStage::PasidEntry)
+                    .entry_addr(pe_addr)
+            })?;
+        }
+        let pe = PasidEntry::from_words(words);
+        self.obs.event(WalkEvent::PasidEntry {
+            addr: pe_addr,
+            pasid,
+            entry: pe,
+        });
+        self.fpd |= pe.lo.fpd();
+        let pe_fault = |w: &Self, r| w.fault(r, FaultStage::PasidEntry).entry(pe_addr, words[0]);
+        if !pe.lo.p() {
+            return Err(pe_fault(self, FaultReason::SptNotPresent).into());
+        }
+        let mut decoded = self
+            .check_pasid_entry(&pe)
+            .map_err(|r| Stop::Fault(pe_fault(self, r)))?;
+        decoded.fpd |= pde.fpd();
+        Ok(decoded)
+    }
+
+    /// Reserved-bit (SPT.3) and programming (SPT.4) checks of a present PASID entry, and
+    /// its decoding.
+    fn check_pasid_entry(&self, pe: &PasidEntry) -> Result<PasidCtx, FaultReason> {
+        let config = &self.unit.config;
+        let (cap, ecap) = (config.cap, config.ecap);
+        let (lo_mask, hi_mask) = pasid_reserved_masks(config);
+        let pgtt = pe.lo.pgtt();
+        let above_haw = self.unit.limits.above_haw;
+        let reserved = pe.lo.into_bits() & lo_mask != 0
+            || pe.hi.into_bits() & hi_mask != 0
+            || pe.rsvd != [0, 0]
+            || pe.lo.did() as u32 >= self.unit.limits.num_domains
+            || (pgtt.uses_second_stage() && pe.ss_table() & above_haw != 0)
+            || (pgtt == Pgtt::FirstStage && pe.fs_table() & above_haw != 0);
+        if reserved {
+            return Err(FaultReason::SptReserved);
+        }
+        let supported = match pgtt {
+            Pgtt::FirstStage => ecap.flts(),
+            Pgtt::SecondStage => ecap.slts(),
+            Pgtt::Nested => ecap.nest(),
+            Pgtt::PassThrough => ecap.pt(),
+            _ => false,
+        };
+        let aw = pe.lo.aw();
+        let fs_levels = pe.hi.fspm().levels();
+        let invalid = !supported
+            || (pgtt.uses_second_stage() && !cap.supports_aw(aw))
+            || (pgtt.uses_first_stage() && fs_levels.is_none())
+            || (pgtt.uses_first_stage() && fs_levels == Some(5) && !cap.fs5lp())
+            || (cap.cm() && pe.lo.did() == 0);
+        if invalid {
+            return Err(FaultReason::SptInvalid);
+        }
+        let ss_snooped = pe.lo.pwsnp();
+        Ok(PasidCtx {
+            pgtt,
+            did: pe.lo.did(),
+            fpd: pe.lo.fpd(),
+            sre: pe.hi.sre(),
+            ere: pe.hi.ere(),
+            pwsnp: pe.lo.pwsnp(),
+            fs: FsParams {
+                root: pe.fs_table(),
+                levels: fs_levels.unwrap_or(4),
+                wpe: pe.hi.wpe(),
+                eafe: pe.hi.eafe(),
+                nxe: pe.hi.nxe(),
+                smep: pe.hi.smep(),
+            },
+            ss: SsParams {
+                root: pe.ss_table(),
+                levels: addr::ss_levels(aw.clamp(1, 3)),
+                width: agaw_width(aw.clamp(1, 3)).min(self.unit.limits.mgaw_bits),
+                ssade: pe.lo.ssade(),
+                ssee: pe.lo.ssee(),
+                snooped: ss_snooped,
+                legacy: false,
+                did: pe.lo.did(),
+            },
+        })
+    }
+
+    /// PGTT=100b: the input address is the output (§3.4).
+    fn pass_through(&mut self, pe: &PasidCtx) -> Result<Translation, Stop> {
+        let req = self.req;
+        if req.addr & !((1u64 << self.unit.config.host_address_width) - 1) != 0 {
+            return Err(self
+                .fault(FaultReason::SgnAddressBeyond, FaultStage::Request)
+                .into());
+        }
+        self.check_output(req.addr, false)?;
+        Ok(Translation {
+            hpa: req.addr,
+            page_size: PageSize::Size4K,
+            perms: Perms::READ | Perms::WRITE,
+            kind: TranslationKind::PassThrough,
+            did: Some(pe.did),
+            gpa: None,
+            from_iotlb: false,
+        })
+    }
+}
+
+/// PASID-entry reserved masks (low half, high half) for this unit: the always-reserved
+/// fields plus, with the switch on, the fields of features the unit does not advertise.
+fn pasid_reserved_masks(config: &crate::config::UnitConfig) -> (u128, u128) {
+    let mut lo = PasidEntry::RESERVED_LO;
+    let mut hi = PasidEntry::RESERVED_HI;
+    if config.switches.capability_reserved_fields {
+        let ecap = config.ecap;
+        let (l, h) = (PasidEntryLo::new(), PasidEntryHi::new());
+        if !ecap.slads() {
+            lo |= l.with_ssade(true).into_bits();
+        }
+        if !ecap.smpwcs() {
+            lo |= l.with_pwsnp(true).into_bits();
+        }
+        if !ecap.sc() {
+            lo |= l.with_pgsnp(true).into_bits();
+        }
+        if !ecap.mts() {
+            lo |= l
+                .with_cd(true)
+                .with_emte(true)
+                .with_emt(7)
+                .with_pwt(true)
+                .with_pcd(true)
+                .with_pat(u32::MAX)
+                .into_bits();
+        }
+        if !ecap.ers() {
+            lo |= l.with_ssee(true).into_bits();
+            hi |= h.with_ere(true).with_nxe(true).with_smep(true).into_bits();
+        }
+        if !ecap.srs() {
+            hi |= h.with_sre(true).into_bits();
+        }
+        if !ecap.eafs() {
+            hi |= h.with_eafe(true).into_bits();
+        }
+    }
+    (lo, hi)
+}
+
+/// A not-present leaf (first-stage or final second-stage): what caching mode may cache in
+/// the IOTLB.
+pub(super) fn is_not_present_leaf(f: &Fault) -> bool {
+    match f.reason {
+        FaultReason::SfsNotPresent => f.stage == FaultStage::FirstStage,
+        FaultReason::SssNotPresent => f.stage == FaultStage::SecondStage,
+        _ => false,
+    }
+}

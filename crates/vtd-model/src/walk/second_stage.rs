@@ -1,0 +1,417 @@
+//! Second-stage walks (§5): for PGTT=010b and legacy mode, for every first-stage table a
+//! nested walk fetches, and for the final guest-physical address of a nested walk.
+
+use vtd_spec::addr::{PageSize, table_index};
+use vtd_spec::fault::FaultReason;
+use vtd_spec::second_stage::SsEntry;
+
+use super::{Stop, Walker};
+use crate::cache::{IotlbEntry, IotlbKind, SsPscEntry};
+use crate::config::{NonSnoopedAd, SsPermissionFault};
+use crate::fault::{Fault, FaultStage};
+use crate::mem::PhysMem;
+use crate::request::{Access, Perms, Translation, TranslationKind};
+use crate::stats::Counter;
+use crate::trace::{CacheKind, SsPurpose, WalkEvent, WalkObserver};
+
+/// What a second-stage walk needs from the PASID (or legacy context) entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct SsParams {
+    /// Top-level table (host physical).
+    pub(crate) root: u64,
+    /// Number of levels (3, 4 or 5).
+    pub(crate) levels: u8,
+    /// Input addresses must be below 2^width: min(AGAW, MGAW+1).
+    pub(crate) width: u32,
+    /// SSADE: set accessed/dirty flags.
+    pub(crate) ssade: bool,
+    /// SSEE: honour the X bit.
+    pub(crate) ssee: bool,
+    /// Page-walk accesses are snooped (PWSNP; ECAP.C in legacy mode).
+    pub(crate) snooped: bool,
+    /// Report faults with legacy reason codes.
+    pub(crate) legacy: bool,
+    /// Domain id tagging second-stage paging-structure-cache entries.
+    pub(crate) did: u16,
+}
+
+/// A finished second-stage walk: the output and the rights accumulated over every level.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SsWalk {
+    pub(crate) out: u64,
+    pub(crate) size: PageSize,
+    pub(crate) perms: Perms,
+    /// No dirty flag remains for a write to set: SSADE is off, or the leaf's D is set.
+    pub(crate) dirty: bool,
+    /// (address, value, level) of each entry read, top first (levels served by the
+    /// paging-structure cache are not read).
+    entries: [(u64, u64, u8); 5],
+    len: usize,
+}
+
+impl SsWalk {
+    fn entries(&self) -> &[(u64, u64, u8)] {
+        &self.entries[..self.len]
+    }
+}
+
+/// Why a second-stage walk stopped; the caller turns it into the reason code that fits
+/// the purpose of the walk.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum SsError {
+    /// The input is at or beyond 2^width.
+    Beyond,
+    /// Reading an entry failed.
+    Fetch { level: u8, addr: u64, top: bool },
+    /// An entry on the path has R=W=0.
+    NotPresent { level: u8, addr: u64, value: u64 },
+    /// A present entry has a reserved bit set.
+    Reserved { level: u8, addr: u64, value: u64 },
+}
+
+impl<M: PhysMem, O: WalkObserver> Walker<'_, M, O> {
+    /// Walk the second stage for `input`.
+    pub(crate) fn ss_walk(
+        &mut self,
+        ss: &SsParams,
+        input: u64,
+        purpose: SsPurpose,
+    ) -> Result<SsWalk, SsError> {
+        if ss.width < 64 && input >> ss.width != 0 {
+            return Err(SsError::Beyond);
+        }
+        let counter = match purpose {
+            SsPurpose::FirstStageTable { .. } => Counter::SsReadsForFsTables,
+            SsPurpose::Final => Counter::SsReadsFinal,
+        };
+        let mut walk = SsWalk {
+            out: 0,
+            size: PageSize::Size4K,
+            perms: Perms::READ | Perms::WRITE | Perms::EXECUTE,
+            dirty: !ss.ssade,
+            entries: [(0, 0, 0); 5],
+            len: 0,
+        };
+        let (start, mut table) = match self.ss_psc_lookup(ss, input) {
+            Some((level, psc)) => {
+                walk.perms = psc.perms;
+                (level - 1, psc.next_table)
+            }
+            None => (ss.levels, ss.root),
+        };
+        // Non-leaf entries read, to fill the paging-structure cache once the walk succeeds.
+        let mut fills = [None::<(u8, SsPscEntry)>; 5];
+        for level in (1..=start).rev() {
+            let addr = table + 8 * table_index(input, level);
+            self.count(counter);
+            let value = self.read_u64(addr).map_err(|_| SsError::Fetch {
+                level,
+                addr,
+                top: level == ss.levels,
+            })?;
+            let e = SsEntry::from_bits(value);
+            let present = if ss.ssee {
+                e.present_with_x()
+            } else {
+                e.present()
+            };
+            let leaf = level == 1 || (level <= 3 && e.ps());
+            self.obs.event(WalkEvent::SecondStageEntry {
+                purpose,
+                level,
+                input,
+                addr,
+                value,
+                leaf,
+            });
+            if !present {
+                return Err(SsError::NotPresent { level, addr, value });
+            }
+            if value & self.ss_reserved_mask(level, leaf) != 0 {
+                return Err(SsError::Reserved { level, addr, value });
+            }
+            if !e.r() {
+                walk.perms.remove(Perms::READ);
+            }
+            if !e.w() {
+                walk.perms.remove(Perms::WRITE);
+            }
+            if ss.ssee && !e.x() {
+                walk.perms.remove(Perms::EXECUTE);
+            }
+            walk.entries[walk.len] = (addr, value, level);
+            walk.len += 1;
+            if leaf {
+                let size = PageSize::from_level(level).unwrap_or(PageSize::Size4K);
+                walk.size = size;
+                walk.out = e.frame_addr(size) | (input & size.offset_mask());
+                walk.dirty |= e.d();
+                self.ss_psc_fill(ss, input, &fills);
+                return Ok(walk);
+            }
+            table = e.table_addr();
+            fills[level as usize - 1] = Some((
+                level,
+                SsPscEntry {
+                    next_table: table,
+                    perms: walk.perms,
+                },
+            ));
+        }
+        // Unreachable: level 1 is always a leaf.
+        Err(SsError::Beyond)
+    }
+
+    /// The deepest paging-structure-cache entry covering `input`: (its level, entry).
+    fn ss_psc_lookup(&mut self, ss: &SsParams, input: u64) -> Option<(u8, SsPscEntry)> {
+        if !self.caching || ss.levels < 2 {
+            return None;
+        }
+        let caches = &self.unit.caches;
+        let found = (2..=ss.levels).find_map(|level| {
+            let key = SsPscEntry::key(ss.did, input, level);
+            caches
+                .ss_psc
+                .lookup(&key)
+                .map(|v| (level, SsPscEntry::decode(&v)))
+        });
+        self.cache_result(CacheKind::SecondStagePsc, found.is_some());
+        found
+    }
+
+    fn ss_psc_fill(&self, ss: &SsParams, input: u64, fills: &[Option<(u8, SsPscEntry)>; 5]) {
+        if !self.caching {
+            return;
+        }
+        for (level, entry) in fills.iter().flatten() {
+            let key = SsPscEntry::key(ss.did, input, *level);
+            let inserted = self
+                .unit
+                .caches
+                .ss_psc
+                .insert(&key, &entry.encode(), self.fill_guard());
+            self.note_fill(inserted);
+        }
+    }
+
+    /// Reserved bits of a present second-stage entry at `level` (§5.3).
+    fn ss_reserved_mask(&self, level: u8, leaf: bool) -> u64 {
+        let cap = self.unit.config.cap;
+        let mut mask = self.unit.limits.above_haw | SsEntry::TM;
+        match level {
+            5 | 4 => mask |= 1 << 7,
+            3 if !cap.ss_1g() => mask |= 1 << 7,
+            2 if !cap.ss_2m() => mask |= 1 << 7,
+            _ => {}
+        }
+        if leaf {
+            if let Some(size) = PageSize::from_level(level) {
+                mask |= SsEntry::large_leaf_reserved(size);
+            }
+            if !self.unit.config.ecap.sc() {
+                mask |= SsEntry::SNP;
+            }
+        } else {
+            mask |= SsEntry::SNP;
+        }
+        mask
+    }
+
+    /// Set second-stage A on every entry of `walk`, and D on its leaf when `dirty`, if the
+    /// entry enables SSADE (§5.5).
+    pub(crate) fn ss_set_ad(
+        &mut self,
+        ss: &SsParams,
+        walk: &mut SsWalk,
+        dirty: bool,
+    ) -> Result<(), Stop> {
+        if !ss.ssade {
+            return Ok(());
+        }
+        walk.dirty |= dirty;
+        let leaf = walk.len - 1;
+        for (i, &(addr, value, level)) in walk.entries().iter().enumerate() {
+            let bits = if dirty && i == leaf {
+                SsEntry::A | SsEntry::D
+            } else {
+                SsEntry::A
+            };
+            if value & bits == bits {
+                continue;
+            }
+            if !ss.snooped && self.unit.config.switches.non_snooped_ad == NonSnoopedAd::Fault {
+                return Err(self
+                    .fault(FaultReason::SssAdNonSnooped, FaultStage::SecondStage)
+                    .ss_level(level)
+                    .entry(addr, value)
+                    .into());
+            }
+            let updated = self.update_flags(
+                addr,
+                value,
+                bits,
+                SsEntry::A | SsEntry::D,
+                false,
+                level,
+                false,
+            );
+            match updated {
+                Ok(()) => self.count(Counter::SsAdWrites),
+                Err(Stop::Fault(_)) => {
+                    let fault = self.fault(FaultReason::SssAccessError, FaultStage::SecondStage);
+                    return Err(fault.ss_level(level).entry_addr(addr).into());
+                }
+                Err(stop) => return Err(stop),
+            }
+        }
+        Ok(())
+    }
+
+    /// Map a second-stage walk failure for the final address (or PGTT=010b input) to its
+    /// fault (§5.4, §7.1).
+    pub(crate) fn ss_final_fault(&self, ss: &SsParams, err: SsError, gpa: Option<u64>) -> Fault {
+        let with_gpa = |f: Fault| match gpa {
+            Some(g) => f.gpa(g),
+            None => f,
+        };
+        let stage = FaultStage::SecondStage;
+        let f = match err {
+            SsError::Beyond if ss.legacy => self.fault(FaultReason::LgnAddressBeyond, stage),
+            // Under nesting the final GPA is a first-stage entry's address (SFS.5).
+            SsError::Beyond if gpa.is_some() => self.fault(FaultReason::SfsGpaBeyond, stage),
+            SsError::Beyond => self.fault(FaultReason::SgnAddressBeyond, stage),
+            SsError::Fetch { level, addr, top } => {
+                let reason = match (ss.legacy, top) {
+                    (true, _) => FaultReason::LslAccessError,
+                    (false, true) => FaultReason::SssInvalidRoot,
+                    (false, false) => FaultReason::SssAccessError,
+                };
+                self.fault(reason, stage).ss_level(level).entry_addr(addr)
+            }
+            SsError::NotPresent { level, addr, value } => {
+                let reason = if ss.legacy {
+                    legacy_denied(self.req.access)
+                } else {
+                    FaultReason::SssNotPresent
+                };
+                self.fault(reason, stage).ss_level(level).entry(addr, value)
+            }
+            SsError::Reserved { level, addr, value } => {
+                let reason = if ss.legacy {
+                    FaultReason::LslReserved
+                } else {
+                    FaultReason::SssReserved
+                };
+                self.fault(reason, stage).ss_level(level).entry(addr, value)
+            }
+        };
+        with_gpa(f)
+    }
+
+    /// The fault for a final access that the second stage's rights do not allow.
+    pub(crate) fn ss_permission_fault(&self, ss: &SsParams, perms: Perms) -> FaultReason {
+        let access = self.req.access;
+        if ss.legacy {
+            return legacy_denied(access);
+        }
+        if self.unit.config.switches.ss_permission_fault == SsPermissionFault::SecondStage {
+            return FaultReason::SssNotPresent;
+        }
+        if access.needs_read() && !perms.contains(Perms::READ) {
+            FaultReason::SgnReadDenied
+        } else {
+            FaultReason::SgnWriteDenied
+        }
+    }
+
+    /// True when the second stage's rights allow the request's final access; a zero-length
+    /// read needs only W when CAP.ZLR is set.
+    pub(crate) fn ss_allows(&self, perms: Perms) -> bool {
+        let req = self.req;
+        if req.execute && !perms.contains(Perms::EXECUTE) {
+            return false;
+        }
+        if req.access == Access::Read && req.len == 0 && self.unit.config.cap.zlr() {
+            return perms.intersects(Perms::READ | Perms::WRITE);
+        }
+        perms.allow(req.access)
+    }
+
+    /// Translate the final address through the second stage: walk, permission check,
+    /// accessed/dirty update. `gpa` is `Some` under nesting (for fault reporting).
+    pub(crate) fn ss_final(
+        &mut self,
+        ss: &SsParams,
+        input: u64,
+        gpa: Option<u64>,
+    ) -> Result<SsWalk, Stop> {
+        let mut walk = self
+            .ss_walk(ss, input, SsPurpose::Final)
+            .map_err(|e| self.ss_final_fault(ss, e, gpa))?;
+        if !self.ss_allows(walk.perms) {
+            let (addr, value, level) = walk.entries()[walk.len - 1];
+            let mut fault = self
+                .fault(
+                    self.ss_permission_fault(ss, walk.perms),
+                    FaultStage::SecondStage,
+                )
+                .ss_level(level)
+                .entry(addr, value);
+            if let Some(g) = gpa {
+                fault = fault.gpa(g);
+            }
+            return Err(fault.into());
+        }
+        self.ss_set_ad(ss, &mut walk, self.req.access.needs_write())?;
+        Ok(walk)
+    }
+
+    /// PGTT=010b (and legacy mode): the input address goes through the second stage only.
+    /// Returns the translation and the IOTLB entry that caches it.
+    pub(super) fn second_stage_only(
+        &mut self,
+        pe: &super::scalable::PasidCtx,
+    ) -> Result<(Translation, IotlbEntry), Stop> {
+        let walk = self.ss_final(&pe.ss, self.req.addr, None)?;
+        self.check_output(walk.out, pe.ss.legacy)?;
+        let translation = Translation {
+            hpa: walk.out,
+            page_size: walk.size,
+            perms: walk.perms & self.request_perms_mask(pe.ss.ssee),
+            kind: TranslationKind::SecondStage,
+            did: Some(pe.did),
+            gpa: None,
+            from_iotlb: false,
+        };
+        let entry = IotlbEntry {
+            kind: IotlbKind::SecondStage,
+            hpa: walk.size.align_down(walk.out),
+            gpa: 0,
+            ss_perms: walk.perms,
+            fs_rw: true,
+            fs_us: true,
+            fs_xd: false,
+            dirty: walk.dirty,
+            reason: None,
+        };
+        Ok((translation, entry))
+    }
+
+    /// Rights that can be reported: EXECUTE only where the stage honours it.
+    pub(crate) fn request_perms_mask(&self, ssee: bool) -> Perms {
+        if ssee {
+            Perms::all()
+        } else {
+            Perms::READ | Perms::WRITE
+        }
+    }
+}
+
+/// Legacy-mode code for a denied access (§7.1): 0x05 for writes and atomics, 0x06 for reads.
+fn legacy_denied(access: Access) -> FaultReason {
+    if access.needs_write() {
+        FaultReason::LgnWriteDenied
+    } else {
+        FaultReason::LgnReadDenied
+    }
+}
