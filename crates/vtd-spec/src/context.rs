@@ -116,8 +116,9 @@ pub struct SmContextEntryLo {
 }
 
 /// Scalable-mode context entry (256 bits, §2.4). Bits 255:128 are reserved.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-#[derive(FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 #[repr(C)]
 pub struct SmContextEntry {
     /// Bits 127:0.

@@ -217,7 +217,13 @@ impl FaultReason {
 
 impl core::fmt::Display for FaultReason {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "{} ({:#04x}): {}", self.name(), self.code(), self.meaning())
+        write!(
+            f,
+            "{} ({:#04x}): {}",
+            self.name(),
+            self.code(),
+            self.meaning()
+        )
     }
 }
 

@@ -81,12 +81,19 @@ impl FsEntry {
 
     /// Address bits at or above `width` up to bit 51: reserved beyond the address width.
     pub const fn addr_bits_above(width: u32) -> u64 {
-        if width >= 52 { 0 } else { mask64(width as usize, 52 - width as usize) }
+        if width >= 52 {
+            0
+        } else {
+            mask64(width as usize, 52 - width as usize)
+        }
     }
 
     /// A non-leaf entry pointing at `table`, present with the given rights.
     pub const fn table(table: u64, rw: bool, us: bool) -> Self {
-        Self::from_bits(table & Self::ADDR_MASK).with_p(true).with_rw(rw).with_us(us)
+        Self::from_bits(table & Self::ADDR_MASK)
+            .with_p(true)
+            .with_rw(rw)
+            .with_us(us)
     }
 
     /// A leaf entry mapping `frame` of `size`, present with the given rights.

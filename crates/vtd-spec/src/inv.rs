@@ -79,7 +79,10 @@ impl DescType {
 
     /// True for the types that need a 256-bit queue (6, 7, 8).
     pub const fn needs_256bit(self) -> bool {
-        matches!(self, Self::PasidIotlb | Self::PasidCache | Self::PasidDevTlb)
+        matches!(
+            self,
+            Self::PasidIotlb | Self::PasidCache | Self::PasidDevTlb
+        )
     }
 
     /// Name as the specification and Linux use it.
@@ -278,8 +281,7 @@ pub struct DevTlbInvDesc {
 
 impl DevTlbInvDesc {
     /// Reserved bits (8:4, 31:21, 51:48, 75:65).
-    pub const RESERVED: u128 =
-        mask128(4, 5) | mask128(21, 11) | mask128(48, 4) | mask128(65, 11);
+    pub const RESERVED: u128 = mask128(4, 5) | mask128(21, 11) | mask128(48, 4) | mask128(65, 11);
 }
 
 /// Type 0x4: interrupt-entry-cache invalidate (§8.3).
@@ -489,8 +491,9 @@ pub const fn devtlb_range(addr_field: u64, s: bool) -> (u64, u64) {
 }
 
 /// One descriptor as it sits in a 256-bit queue slot (the low half alone in a 128-bit queue).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-#[derive(FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 #[repr(C)]
 pub struct RawDescriptor {
     /// Bits 127:0.

@@ -98,7 +98,10 @@ impl Pgtt {
 
     /// True for the four defined translation types.
     pub const fn is_defined(self) -> bool {
-        matches!(self, Self::FirstStage | Self::SecondStage | Self::Nested | Self::PassThrough)
+        matches!(
+            self,
+            Self::FirstStage | Self::SecondStage | Self::Nested | Self::PassThrough
+        )
     }
 
     /// True when the translation walks the first stage (PGTT 001 or 011).
@@ -227,8 +230,9 @@ pub struct PasidEntryHi {
 }
 
 /// Scalable-mode PASID table entry (512 bits, §3.3). Bits 511:256 are reserved.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-#[derive(FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 #[repr(C)]
 pub struct PasidEntry {
     /// Bits 127:0.
@@ -248,7 +252,12 @@ impl PasidEntry {
     /// The entry as eight 64-bit words (`val[0..7]` in Linux's numbering).
     pub fn to_words(&self) -> [u64; 8] {
         let mut words = [0u64; 8];
-        let halves = [self.lo.into_bits(), self.hi.into_bits(), self.rsvd[0], self.rsvd[1]];
+        let halves = [
+            self.lo.into_bits(),
+            self.hi.into_bits(),
+            self.rsvd[0],
+            self.rsvd[1],
+        ];
         for (i, half) in halves.iter().enumerate() {
             words[2 * i] = *half as u64;
             words[2 * i + 1] = (*half >> 64) as u64;

@@ -90,7 +90,11 @@ impl SsEntry {
 
     /// Address bits at or above `width` up to bit 51: reserved beyond the address width.
     pub const fn addr_bits_above(width: u32) -> u64 {
-        if width >= 52 { 0 } else { mask64(width as usize, 52 - width as usize) }
+        if width >= 52 {
+            0
+        } else {
+            mask64(width as usize, 52 - width as usize)
+        }
     }
 
     /// A non-leaf entry pointing at `table` with the given rights.
@@ -100,7 +104,9 @@ impl SsEntry {
 
     /// A leaf entry mapping `frame` of `size` with the given rights.
     pub const fn leaf(frame: u64, size: PageSize, r: bool, w: bool) -> Self {
-        let e = Self::from_bits(frame & Self::ADDR_MASK & !size.offset_mask()).with_r(r).with_w(w);
+        let e = Self::from_bits(frame & Self::ADDR_MASK & !size.offset_mask())
+            .with_r(r)
+            .with_w(w);
         match size {
             PageSize::Size4K => e,
             _ => e.with_ps(true),

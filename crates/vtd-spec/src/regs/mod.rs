@@ -15,8 +15,7 @@ pub use command::{GlobalCommand, GlobalStatus, RtAddr, Ttm};
 pub use ecap::Ecap;
 pub use fault_regs::{EventControl, FaultRecord, Fsts};
 pub use invalidation::{
-    CcmdGranularity, Ccmd, Ics, IotlbGranularity, IotlbReg, Iqa, Iqercd, Iqei, IvaReg,
-    QueueIndex,
+    Ccmd, CcmdGranularity, Ics, IotlbGranularity, IotlbReg, Iqa, Iqei, Iqercd, IvaReg, QueueIndex,
 };
 pub use misc::{Aflog, Pmen};
 
