@@ -64,6 +64,7 @@ pub mod stats;
 pub mod trace;
 pub mod unit;
 mod walk;
+pub mod workload;
 
 pub use config::UnitConfig;
 pub use fault::Fault;

@@ -41,8 +41,8 @@ pub(crate) enum Effect {
     ContextCommand,
     /// IOTLB_REG was written with IVT=1.
     IotlbCommand,
-    /// IQT was written.
-    QueueTail,
+    /// The queue may have work: IQT was written, or IQE/ITE cleared; fetch from IQH.
+    FetchDescriptors,
     /// An event mask was cleared; its pending event, if any, is due.
     Deliver(EventKind),
 }
@@ -220,10 +220,12 @@ impl RegisterFile {
         match off {
             offset::GCMD => return Some(Effect::GlobalCommand(value)),
             offset::FSTS => {
+                let stopped = self.queue_stopped();
                 let clear = value & Fsts::RW1C_MASK;
                 self.fsts = Fsts::from_bits(self.fsts.into_bits() & !clear);
                 self.settle_fault_event();
-                return None;
+                // Clearing IQE/ITE lets the queue fetch again from IQH (§8.2).
+                return (stopped && !self.queue_stopped()).then_some(Effect::FetchDescriptors);
             }
             offset::FECTL => {
                 self.fectl = self.fectl.with_im(EventControl::from_bits(value).im());
@@ -255,7 +257,7 @@ impl RegisterFile {
                 offset::AFLOG if self.has_afl => store(&mut self.aflog),
                 offset::IQT => {
                     store(&mut self.iqt);
-                    return (!upper).then_some(Effect::QueueTail);
+                    return (!upper).then_some(Effect::FetchDescriptors);
                 }
                 offset::IQA => store(&mut self.iqa),
                 offset::IRTA if self.has_ir => store(&mut self.irta),

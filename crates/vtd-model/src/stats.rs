@@ -106,6 +106,9 @@ counters! {
     fault_events => FaultEvents,
     /// Invalidation-completion events (MSI) signalled.
     completion_events => CompletionEvents,
+    /// Translations served by the fast path: each stands for one translation, one
+    /// success, and hits in the context cache, PASID cache and IOTLB.
+    fast_hits => FastHits,
 }
 
 impl Stats {
@@ -274,6 +277,17 @@ impl Counters {
             }
         }
         let mut stats = Stats::from_counters(&sums);
+        let fast = stats.fast_hits;
+        for counter in [
+            &mut stats.translations,
+            &mut stats.translations_ok,
+            &mut stats.context_cache_hits,
+            &mut stats.pasid_cache_hits,
+            &mut stats.iotlb_hits,
+            &mut stats.served_from_iotlb,
+        ] {
+            *counter += fast;
+        }
         for &reason in FaultReason::ALL {
             let n = self.faults[reason.code() as usize].load(Ordering::Relaxed);
             if n != 0 {

@@ -20,7 +20,7 @@ use crate::regs::{Effect, EventKind, Msi, RegisterFile};
 use crate::request::{Request, Translation};
 use crate::stats::{Counter, Counters, Stats};
 use crate::trace::{NoTrace, WalkObserver};
-use crate::walk::{WalkMode, Walker};
+use crate::walk::{FastPath, WalkMode, Walker};
 
 /// Receives the unit's MSIs (fault and invalidation-completion events).
 pub trait InterruptSink: Send + Sync {
@@ -255,7 +255,7 @@ impl<M: PhysMem> Unit<M> {
             Effect::GlobalCommand(value) => self.global_command(regs, value, msis),
             Effect::ContextCommand => self.context_command(regs),
             Effect::IotlbCommand => self.iotlb_command(regs),
-            Effect::QueueTail => self.process_queue(regs, msis),
+            Effect::FetchDescriptors => self.process_queue(regs, msis),
             Effect::Deliver(kind) => {
                 if let Some(msi) = regs.deliver_if_unmasked(kind) {
                     msis.push((kind, msi));
@@ -367,7 +367,14 @@ impl<M: PhysMem> Unit<M> {
     /// Translate one DMA request. On a fault the fault is also recorded in the
     /// fault-recording registers (subject to FPD) and counted.
     pub fn translate(&self, req: &Request) -> Result<Translation, Fault> {
-        self.translate_observed(req, &mut NoTrace, WalkMode::Normal)
+        let prefetch = match self.fast_path(req) {
+            FastPath::Hit(t) => return Ok(t),
+            FastPath::Walk(prefetch) => prefetch,
+        };
+        let result = Walker::new(self, req, &mut NoTrace, WalkMode::Normal)
+            .with_prefetch(prefetch)
+            .run();
+        result.map_err(|(fault, fpd)| self.finish_fault(fault, fpd, WalkMode::Normal))
     }
 
     /// Translate with every step reported to `observer`: the hardware's own walk, with all

@@ -240,6 +240,24 @@ impl CachedPasid {
         })
     }
 
+    /// The few fields the IOTLB fast path needs, straight from the packed words; `None`
+    /// for a negative entry.
+    #[inline]
+    pub(crate) fn fast_view(v: &[u64; 3]) -> Option<PasidFast> {
+        if bit(v[2], 63) {
+            return None;
+        }
+        Some(PasidFast {
+            pgtt: Pgtt::from_bits((v[2] >> 16) as u8),
+            did: v[2] as u16,
+            sre: bit(v[0], 5),
+            ere: bit(v[0], 6),
+            wpe: bit(v[0], 1),
+            smep: bit(v[0], 4),
+            ssee: bit(v[1], 4),
+        })
+    }
+
     /// The DID the entry is tagged with (0 for a negative entry).
     pub(crate) fn did(&self) -> u16 {
         match self {
@@ -251,6 +269,18 @@ impl CachedPasid {
     pub(crate) fn is_negative(&self) -> bool {
         matches!(self, CachedPasid::NotPresent { .. })
     }
+}
+
+/// The fields of a cached PASID entry the IOTLB fast path reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct PasidFast {
+    pub(crate) pgtt: Pgtt,
+    pub(crate) did: u16,
+    pub(crate) sre: bool,
+    pub(crate) ere: bool,
+    pub(crate) wpe: bool,
+    pub(crate) smep: bool,
+    pub(crate) ssee: bool,
 }
 
 /// What produced an IOTLB entry.
@@ -284,11 +314,71 @@ pub(crate) struct IotlbEntry {
     pub(crate) fs_xd: bool,
     /// Every dirty flag a write needs is already set, so a write may hit.
     pub(crate) dirty: bool,
-    /// Reason of a cached not-present fault.
-    pub(crate) reason: Option<FaultReason>,
+    /// Reason code of a cached not-present fault (0 otherwise), decoded only when used.
+    pub(crate) reason_code: u8,
+}
+
+/// Why a cached translation does not allow a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Denial {
+    /// The first-stage rights deny it, with this reason (SGN.2, SGN.6, SGN.3).
+    FirstStage(FaultReason),
+    /// The second-stage rights deny it.
+    SecondStage(Perms),
 }
 
 impl IotlbEntry {
+    /// The fault a cached not-present entry gives.
+    pub(crate) fn not_present_reason(&self) -> Option<FaultReason> {
+        if self.kind == IotlbKind::NotPresent {
+            FaultReason::from_code(self.reason_code)
+        } else {
+            None
+        }
+    }
+
+    /// The rights `req` has through this entry (§4.4 for the first stage, §5.4 for the
+    /// second), or why it is denied. `wpe`, `smep` and `ssee` come from the PASID entry.
+    pub(crate) fn rights(
+        &self,
+        req: &crate::request::Request,
+        wpe: bool,
+        smep: bool,
+        ssee: bool,
+        privileged: bool,
+        zlr: bool,
+    ) -> Result<Perms, Denial> {
+        let (rw, us, xd) = (self.fs_rw, self.fs_us, self.fs_xd);
+        let write_ok = if privileged { !wpe || rw } else { us && rw };
+        let exec_ok = !xd && if privileged { !(smep && us) } else { us };
+        let mut fs_perms = Perms::all();
+        if self.kind != IotlbKind::SecondStage {
+            if !privileged && !us {
+                return Err(Denial::FirstStage(FaultReason::SgnUserDenied));
+            }
+            if req.access.needs_write() && !write_ok {
+                return Err(Denial::FirstStage(FaultReason::SgnWriteDenied));
+            }
+            if req.execute && !exec_ok {
+                return Err(Denial::FirstStage(FaultReason::SgnExecuteDenied));
+            }
+            fs_perms.set(Perms::WRITE, write_ok);
+            fs_perms.set(Perms::EXECUTE, exec_ok);
+        }
+        if self.kind == IotlbKind::FirstStage {
+            return Ok(fs_perms);
+        }
+        if !crate::walk::ss_allows(self.ss_perms, req, zlr) {
+            return Err(Denial::SecondStage(self.ss_perms));
+        }
+        let ss_mask = if ssee {
+            Perms::all()
+        } else {
+            Perms::READ | Perms::WRITE
+        };
+        Ok(fs_perms & self.ss_perms & ss_mask)
+    }
+
     pub(crate) fn key(did: u16, pasid: Option<u32>, addr: u64, size: PageSize) -> [u64; 2] {
         [page_key(addr, size), did_pasid_key(did, pasid)]
     }
@@ -320,7 +410,7 @@ impl IotlbEntry {
                 | (self.fs_xd as u64) << 5
                 | (self.dirty as u64) << 6
                 | kind << 7,
-            self.gpa & ADDR_MASK | self.reason.map_or(0, |r| r.code() as u64),
+            self.gpa & ADDR_MASK | self.reason_code as u64,
         ]
     }
 
@@ -340,7 +430,7 @@ impl IotlbEntry {
             fs_us: bit(v[0], 4),
             fs_xd: bit(v[0], 5),
             dirty: bit(v[0], 6),
-            reason: FaultReason::from_code(v[1] as u8),
+            reason_code: v[1] as u8,
         }
     }
 }
@@ -474,6 +564,44 @@ mod tests {
     use super::*;
 
     #[test]
+    fn pasid_fast_view_agrees_with_full_decode() {
+        let pe = PasidCtx {
+            pgtt: Pgtt::Nested,
+            did: 0x1234,
+            fpd: false,
+            sre: true,
+            ere: false,
+            pwsnp: true,
+            fs: FsParams {
+                root: 0x5000,
+                levels: 5,
+                wpe: true,
+                eafe: true,
+                nxe: false,
+                smep: true,
+            },
+            ss: SsParams {
+                root: 0x9000,
+                levels: 4,
+                width: 48,
+                ssade: true,
+                ssee: true,
+                snooped: true,
+                legacy: false,
+                did: 0x1234,
+            },
+        };
+        let v = CachedPasid::Present(pe).encode();
+        assert_eq!(CachedPasid::decode(&v), CachedPasid::Present(pe));
+        let fast = CachedPasid::fast_view(&v).unwrap();
+        assert_eq!((fast.pgtt, fast.did), (pe.pgtt, pe.did));
+        assert_eq!(
+            (fast.sre, fast.ere, fast.wpe, fast.smep, fast.ssee),
+            (true, false, true, true, true)
+        );
+    }
+
+    #[test]
     fn iotlb_entry_round_trips() {
         let e = IotlbEntry {
             kind: IotlbKind::Nested,
@@ -484,7 +612,7 @@ mod tests {
             fs_us: false,
             fs_xd: false,
             dirty: true,
-            reason: None,
+            reason_code: 0,
         };
         assert_eq!(IotlbEntry::decode(&e.encode()), e);
     }

@@ -21,7 +21,7 @@ mod seqcache;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 pub(crate) use entries::{
-    CachedContext, CachedPasid, DevTlbEntry, FsPscEntry, IotlbEntry, IotlbKind, SsPscEntry,
+    CachedContext, CachedPasid, Denial, DevTlbEntry, FsPscEntry, IotlbEntry, IotlbKind, SsPscEntry,
 };
 use seqcache::SeqCache;
 

@@ -86,27 +86,38 @@ impl<const K: usize, const V: usize> SeqCache<K, V> {
             let found = self.scan(set, key);
             fence(Ordering::Acquire);
             if header.seq.load(Ordering::Relaxed) == before {
-                if let Some((way, value)) = found {
-                    self.touch(set, way);
-                    return Some(value);
-                }
-                return None;
+                return found.map(|(meta, value)| {
+                    self.touch(meta);
+                    value
+                });
             }
         }
     }
 
-    fn scan(&self, set: usize, key: &[u64; K]) -> Option<(usize, [u64; V])> {
-        for way in 0..self.ways {
-            let slot = self.slot(set, way);
-            if slot[0].load(Ordering::Relaxed) & VALID == 0 {
+    /// Find `key` in `set`: its metadata word and a copy of its value.
+    #[inline(always)]
+    fn scan(&self, set: usize, key: &[u64; K]) -> Option<(&AtomicU64, [u64; V])> {
+        let start = set * self.ways * Self::SLOT_WORDS;
+        let words = &self.words[start..start + self.ways * Self::SLOT_WORDS];
+        for slot in words.chunks_exact(Self::SLOT_WORDS) {
+            // The first key word differs for almost every other entry: test it first.
+            if slot[1].load(Ordering::Relaxed) != key[0]
+                || slot[0].load(Ordering::Relaxed) & VALID == 0
+            {
                 continue;
             }
-            if (0..K).all(|i| slot[1 + i].load(Ordering::Relaxed) == key[i]) {
-                return Some((
-                    way,
-                    std::array::from_fn(|i| slot[1 + K + i].load(Ordering::Relaxed)),
-                ));
+            let mut same = true;
+            for i in 1..K {
+                same &= slot[1 + i].load(Ordering::Relaxed) == key[i];
             }
+            if !same {
+                continue;
+            }
+            let mut value = [0u64; V];
+            for (i, v) in value.iter_mut().enumerate() {
+                *v = slot[1 + K + i].load(Ordering::Relaxed);
+            }
+            return Some((&slot[0], value));
         }
         None
     }
@@ -114,12 +125,9 @@ impl<const K: usize, const V: usize> SeqCache<K, V> {
     /// Mark a hit for the clock policy: a write only when the bit is not yet set, so a hot
     /// entry costs its readers nothing.
     #[inline]
-    fn touch(&self, set: usize, way: usize) {
-        if self.policy == Replacement::Clock {
-            let meta = &self.slot(set, way)[0];
-            if meta.load(Ordering::Relaxed) & REFERENCED == 0 {
-                meta.fetch_or(REFERENCED, Ordering::Relaxed);
-            }
+    fn touch(&self, meta: &AtomicU64) {
+        if self.policy == Replacement::Clock && meta.load(Ordering::Relaxed) & REFERENCED == 0 {
+            meta.fetch_or(REFERENCED, Ordering::Relaxed);
         }
     }
 

@@ -53,7 +53,7 @@ impl<M: PhysMem, O: WalkObserver> Walker<'_, M, O> {
                     } else {
                         FaultStage::SecondStage
                     };
-                    Stop::Fault(
+                    Stop::from(
                         self.fault(FaultReason::SfsAdUpdateFailed, stage)
                             .entry_addr(addr),
                     )

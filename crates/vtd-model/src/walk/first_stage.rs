@@ -6,7 +6,7 @@ use vtd_spec::fault::FaultReason;
 use vtd_spec::first_stage::FsEntry;
 
 use super::scalable::PasidCtx;
-use super::second_stage::{SsError, SsParams, SsWalk};
+use super::second_stage::{SsError, SsLeaf, SsParams, SsWalk};
 use super::{Stop, Walker};
 use crate::cache::{FsPscEntry, IotlbEntry, IotlbKind};
 use crate::config::{AdTiming, NestedSsAd, NonSnoopedAd, Spr17, SsPermissionFault};
@@ -41,9 +41,9 @@ struct FsStep {
     addr: u64,
     /// Value as read.
     value: u64,
-    /// The second-stage walk that fetched the table (nested, when not served by the
-    /// paging-structure cache).
-    table_ss: Option<SsWalk>,
+    /// The second-stage mapping of the table page (nested, when the table was not served
+    /// by the paging-structure cache).
+    table_ss: Option<SsLeaf>,
     /// Rights accumulated from the top down to and including this entry.
     rights: FsRights,
 }
@@ -183,7 +183,7 @@ impl<M: PhysMem, O: WalkObserver> Walker<'_, M, O> {
             fs_us: rights.us,
             fs_xd: rights.xd,
             dirty: fs_dirty && ss_dirty,
-            reason: None,
+            reason_code: 0,
         };
         Ok((translation, entry))
     }
@@ -253,7 +253,7 @@ impl<M: PhysMem, O: WalkObserver> Walker<'_, M, O> {
             (_, Some(hpa)) => (hpa, None),
             (Some(ss), None) => {
                 let walk = self.fs_table_through_ss(ss, table, level, top)?;
-                (walk.out, Some(walk))
+                (walk.out, Some(walk.leaf()))
             }
             (None, None) => (table, None),
         };
@@ -356,7 +356,7 @@ impl<M: PhysMem, O: WalkObserver> Walker<'_, M, O> {
                         .ss_level(l)
                         .entry(addr, value),
                 };
-                Stop::Fault(fault.fs_level(level).gpa(table))
+                Stop::from(fault.fs_level(level).gpa(table))
             })?;
         if !walk.perms.contains(Perms::READ) {
             return Err(self.fault(denied, stage).fs_level(level).gpa(table).into());
@@ -448,7 +448,10 @@ impl<M: PhysMem, O: WalkObserver> Walker<'_, M, O> {
         // the update needs one to know the write permission of the table page.
         if nested && step.table_ss.is_none() {
             let top = step.level == pe.fs.levels;
-            step.table_ss = Some(self.fs_table_through_ss(&pe.ss, step.table, step.level, top)?);
+            step.table_ss = Some(
+                self.fs_table_through_ss(&pe.ss, step.table, step.level, top)?
+                    .leaf(),
+            );
         }
         let mut by_erratum = false;
         if let Some(table_ss) = &step.table_ss
@@ -491,12 +494,11 @@ impl<M: PhysMem, O: WalkObserver> Walker<'_, M, O> {
         }
         // The update is a write to the table page: it dirties that page in the second
         // stage too, unless the erratum let it through a read-only mapping.
-        if let Some(table_ss) = slot.as_mut().and_then(|s| s.table_ss.as_mut())
+        if let Some(table_ss) = slot.as_ref().and_then(|s| s.table_ss)
             && !by_erratum
             && switches.nested_ss_ad == NestedSsAd::Full
         {
-            let mut walk = *table_ss;
-            self.ss_set_ad(&pe.ss, &mut walk, true)?;
+            self.ss_set_leaf_dirty(&pe.ss, &table_ss)?;
         }
         Ok(())
     }

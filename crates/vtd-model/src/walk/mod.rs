@@ -5,6 +5,7 @@
 //! records them.
 
 mod ad;
+mod fast;
 mod first_stage;
 mod legacy;
 mod scalable;
@@ -20,10 +21,11 @@ use crate::stats::{Counter, ShardRef};
 use crate::trace::{WalkEvent, WalkObserver};
 use crate::unit::Unit;
 
+pub(crate) use fast::{FastPath, Prefetch};
 pub(crate) use first_stage::FsParams;
 pub(crate) use legacy::LegacyCtx;
 pub(crate) use scalable::{PasidCtx, SmContext};
-pub(crate) use second_stage::SsParams;
+pub(crate) use second_stage::{SsParams, ss_allows};
 
 /// Whether a walk has side effects.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,14 +41,16 @@ pub(crate) type WalkFault = (Fault, bool);
 
 /// Internal walk failure: a fault, or an entry that changed under an A/D update, which
 /// restarts the walk.
+///
+/// The fault is boxed so that the walker's results stay small on the success path.
 pub(crate) enum Stop {
-    Fault(Fault),
+    Fault(Box<Fault>),
     Restart,
 }
 
 impl From<Fault> for Stop {
     fn from(f: Fault) -> Self {
-        Stop::Fault(f)
+        Stop::Fault(Box::new(f))
     }
 }
 
@@ -68,6 +72,8 @@ pub(crate) struct Walker<'a, M, O> {
     pub(crate) epoch: u64,
     /// This thread's counter shard; `None` in a dry run.
     shard: Option<ShardRef<'a>>,
+    /// Cache lookups the fast path already made, used by the first attempt only.
+    pub(crate) prefetch: Prefetch,
 }
 
 impl<'a, M: PhysMem, O: WalkObserver> Walker<'a, M, O> {
@@ -82,7 +88,14 @@ impl<'a, M: PhysMem, O: WalkObserver> Walker<'a, M, O> {
             caching: normal && unit.caches.enabled,
             epoch: 0,
             shard: normal.then(|| unit.counters.shard()),
+            prefetch: Prefetch::default(),
         }
+    }
+
+    /// Reuse the lookups of the fast path.
+    pub(crate) fn with_prefetch(mut self, prefetch: Prefetch) -> Self {
+        self.prefetch = prefetch;
+        self
     }
 
     /// Translate the request.
@@ -94,8 +107,11 @@ impl<'a, M: PhysMem, O: WalkObserver> Walker<'a, M, O> {
             self.epoch = self.unit.caches.epoch();
             match self.translate_once() {
                 Ok(t) => break Ok(t),
-                Err(Stop::Fault(f)) => break Err(f),
-                Err(Stop::Restart) if restarts < MAX_RESTARTS => restarts += 1,
+                Err(Stop::Fault(f)) => break Err(*f),
+                Err(Stop::Restart) if restarts < MAX_RESTARTS => {
+                    restarts += 1;
+                    self.prefetch = Prefetch::default();
+                }
                 Err(Stop::Restart) => {
                     break Err(self.fault(
                         FaultReason::SfsAdUpdateFailed,

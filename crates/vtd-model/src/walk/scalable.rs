@@ -13,7 +13,7 @@ use vtd_spec::root::{ROOT_ENTRY_BYTES, SmRootEntry};
 use super::first_stage::FsParams;
 use super::second_stage::SsParams;
 use super::{Stop, Walker};
-use crate::cache::{CachedContext, CachedPasid, IotlbEntry, IotlbKind};
+use crate::cache::{CachedContext, CachedPasid, Denial, IotlbEntry, IotlbKind};
 use crate::fault::{Fault, FaultStage};
 use crate::mem::PhysMem;
 use crate::request::{AddressType, Perms, Translation, TranslationKind};
@@ -31,6 +31,33 @@ pub(crate) struct SmContext {
     pub(crate) rid_pasid: u32,
     pub(crate) rid_priv: bool,
     pub(crate) fpd: bool,
+}
+
+impl SmContext {
+    /// The PASID a request looks up: its own, else RID_PASID where honoured, else 0
+    /// (§2.1). `None` when it is beyond the directory or the unit's PASID width (SCT.7).
+    pub(crate) fn effective_pasid(
+        &self,
+        req: &crate::request::Request,
+        rps: bool,
+        pasid_bits: u32,
+    ) -> Option<u32> {
+        let pasid = match req.pasid {
+            Some(p) => p,
+            None if rps => self.rid_pasid,
+            None => 0,
+        };
+        (pasid < self.pasid_limit && pasid >> pasid_bits == 0).then_some(pasid)
+    }
+
+    /// Whether the request is privileged: its PR with a PASID, else RID_PRIV where
+    /// honoured, else user (§4.4).
+    pub(crate) fn privileged(&self, req: &crate::request::Request, rprivs: bool) -> bool {
+        match req.pasid {
+            Some(_) => req.privileged,
+            None => rprivs && self.rid_priv,
+        }
+    }
 }
 
 /// A PASID entry that passed every check: what the PASID cache holds.
@@ -61,16 +88,12 @@ impl<M: PhysMem, O: WalkObserver> Walker<'_, M, O> {
                 .fault(FaultReason::SctPasidDisabled, FaultStage::ContextEntry)
                 .into());
         }
-        let pasid = match req.pasid {
-            Some(p) => p,
-            None if self.unit.config.ecap.rps() => ctx.rid_pasid,
-            None => 0,
-        };
-        if pasid >= ctx.pasid_limit || pasid >> self.unit.limits.pasid_bits != 0 {
+        let ecap = self.unit.config.ecap;
+        let Some(pasid) = ctx.effective_pasid(&req, ecap.rps(), self.unit.limits.pasid_bits) else {
             return Err(self
                 .fault(FaultReason::SctPasidBeyondDir, FaultStage::ContextEntry)
                 .into());
-        }
+        };
         if req.address_type == AddressType::Translated {
             // The device's TLB already translated it; with DTE=1 it passes unchanged.
             return Ok(Translation {
@@ -85,10 +108,7 @@ impl<M: PhysMem, O: WalkObserver> Walker<'_, M, O> {
         }
         let pe = self.pasid_entry(&ctx, pasid)?;
         // The privilege of a request-without-PASID is RID_PRIV where honoured, else user.
-        let privileged = match req.pasid {
-            Some(_) => req.privileged,
-            None => self.unit.config.ecap.rprivs() && ctx.rid_priv,
-        };
+        let privileged = ctx.privileged(&req, ecap.rprivs());
         if req.pasid.is_some() && req.execute && !pe.ere {
             return Err(self
                 .fault(FaultReason::SptExecuteDisabled, FaultStage::PasidEntry)
@@ -133,6 +153,10 @@ impl<M: PhysMem, O: WalkObserver> Walker<'_, M, O> {
         privileged: bool,
     ) -> Option<Result<Translation, Stop>> {
         let req = *self.req;
+        if std::mem::take(&mut self.prefetch.iotlb_absent) {
+            self.cache_result(CacheKind::Iotlb, false);
+            return None;
+        }
         let found = PageSize::ALL.into_iter().find_map(|size| {
             let key = IotlbEntry::key(pe.did, tag_pasid, req.addr, size);
             self.unit
@@ -162,7 +186,7 @@ impl<M: PhysMem, O: WalkObserver> Walker<'_, M, O> {
         privileged: bool,
     ) -> Result<Translation, Stop> {
         let req = *self.req;
-        if let Some(reason) = entry.reason.filter(|_| entry.kind == IotlbKind::NotPresent) {
+        if let Some(reason) = entry.not_present_reason() {
             let stage = if reason == FaultReason::SfsNotPresent {
                 FaultStage::FirstStage
             } else {
@@ -170,33 +194,17 @@ impl<M: PhysMem, O: WalkObserver> Walker<'_, M, O> {
             };
             return Err(self.fault(reason, stage).into());
         }
-        let fs = &pe.fs;
-        let (rw, us, xd) = (entry.fs_rw, entry.fs_us, entry.fs_xd);
-        let write_ok = if privileged { !fs.wpe || rw } else { us && rw };
-        let exec_ok = !xd && if privileged { !(fs.smep && us) } else { us };
-        if entry.kind != IotlbKind::SecondStage {
-            let denied = if !privileged && !us {
-                Some(FaultReason::SgnUserDenied)
-            } else if req.access.needs_write() && !write_ok {
-                Some(FaultReason::SgnWriteDenied)
-            } else if req.execute && !exec_ok {
-                Some(FaultReason::SgnExecuteDenied)
-            } else {
-                None
-            };
-            if let Some(reason) = denied {
+        let zlr = self.unit.config.cap.zlr();
+        let perms = match entry.rights(&req, pe.fs.wpe, pe.fs.smep, pe.ss.ssee, privileged, zlr) {
+            Ok(perms) => perms,
+            Err(Denial::FirstStage(reason)) => {
                 return Err(self.fault(reason, FaultStage::FirstStage).into());
             }
-        }
-        if !self.ss_allows(entry.ss_perms) {
-            let reason = self.ss_permission_fault(&pe.ss, entry.ss_perms);
-            return Err(self.fault(reason, FaultStage::SecondStage).into());
-        }
-        let mut perms = entry.ss_perms & self.request_perms_mask(pe.ss.ssee);
-        if entry.kind != IotlbKind::SecondStage {
-            perms.set(Perms::WRITE, perms.contains(Perms::WRITE) && write_ok);
-            perms.set(Perms::EXECUTE, perms.contains(Perms::EXECUTE) && exec_ok);
-        }
+            Err(Denial::SecondStage(ss_perms)) => {
+                let reason = self.ss_permission_fault(&pe.ss, ss_perms);
+                return Err(self.fault(reason, FaultStage::SecondStage).into());
+            }
+        };
         let offset = req.addr & size.offset_mask();
         let kind = match entry.kind {
             IotlbKind::FirstStage => TranslationKind::FirstStage,
@@ -235,7 +243,7 @@ impl<M: PhysMem, O: WalkObserver> Walker<'_, M, O> {
                     fs_us: false,
                     fs_xd: false,
                     dirty: false,
-                    reason: Some(f.reason),
+                    reason_code: f.reason.code(),
                 },
                 PageSize::Size4K,
             ),
@@ -254,6 +262,11 @@ impl<M: PhysMem, O: WalkObserver> Walker<'_, M, O> {
     fn sm_context(&mut self, root_table: u64) -> Result<SmContext, Stop> {
         if !self.caching {
             return self.sm_context_walk(root_table);
+        }
+        if let Some(ctx) = self.prefetch.ctx.take() {
+            self.cache_result(CacheKind::Context, true);
+            self.fpd |= ctx.fpd;
+            return Ok(ctx);
         }
         let key = CachedContext::key(self.req.sid, false);
         if let Some(v) = self.unit.caches.context.lookup(&key) {
@@ -398,7 +411,13 @@ impl<M: PhysMem, O: WalkObserver> Walker<'_, M, O> {
             return self.pasid_entry_walk(ctx, pasid);
         }
         let key = CachedPasid::key(self.req.sid, pasid);
-        if let Some(v) = self.unit.caches.pasid.lookup(&key) {
+        let prefetched = self
+            .prefetch
+            .pasid
+            .take()
+            .filter(|(p, _)| *p == pasid)
+            .map(|(_, v)| v);
+        if let Some(v) = prefetched.or_else(|| self.unit.caches.pasid.lookup(&key)) {
             self.cache_result(CacheKind::Pasid, true);
             return match CachedPasid::decode(&v) {
                 CachedPasid::Present(pe) => {
@@ -492,7 +511,7 @@ impl<M: PhysMem, O: WalkObserver> Walker<'_, M, O> {
         }
         let mut decoded = self
             .check_pasid_entry(&pe)
-            .map_err(|r| Stop::Fault(pe_fault(self, r)))?;
+            .map_err(|r| Stop::from(pe_fault(self, r)))?;
         decoded.fpd |= pde.fpd();
         Ok(decoded)
     }

@@ -53,6 +53,28 @@ impl SsWalk {
     fn entries(&self) -> &[(u64, u64, u8)] {
         &self.entries[..self.len]
     }
+
+    /// The rights and leaf entry of this walk, all a later A/D update of the page needs.
+    pub(crate) fn leaf(&self) -> SsLeaf {
+        let (addr, value, level) = self.entries[self.len.saturating_sub(1)];
+        SsLeaf {
+            perms: self.perms,
+            addr,
+            value,
+            level,
+        }
+    }
+}
+
+/// What is kept of the second-stage walk that fetched a first-stage table: the rights on
+/// the table page and the leaf that maps it (its D bit is set when the first stage writes
+/// A/D into the table).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SsLeaf {
+    pub(crate) perms: Perms,
+    pub(crate) addr: u64,
+    pub(crate) value: u64,
+    pub(crate) level: u8,
 }
 
 /// Why a second-stage walk stopped; the caller turns it into the reason code that fits
@@ -267,6 +289,33 @@ impl<M: PhysMem, O: WalkObserver> Walker<'_, M, O> {
         Ok(())
     }
 
+    /// Set A and D in the second-stage leaf mapping a first-stage table page the first stage
+    /// just wrote A/D into (SSADE, §5.5). Upper levels got A when the table was fetched.
+    pub(crate) fn ss_set_leaf_dirty(&mut self, ss: &SsParams, leaf: &SsLeaf) -> Result<(), Stop> {
+        let bits = SsEntry::A | SsEntry::D;
+        if !ss.ssade || leaf.value & bits == bits {
+            return Ok(());
+        }
+        if !ss.snooped && self.unit.config.switches.non_snooped_ad == NonSnoopedAd::Fault {
+            let fault = self.fault(FaultReason::SssAdNonSnooped, FaultStage::SecondStage);
+            return Err(fault
+                .ss_level(leaf.level)
+                .entry(leaf.addr, leaf.value)
+                .into());
+        }
+        match self.update_flags(leaf.addr, leaf.value, bits, bits, false, leaf.level, false) {
+            Ok(()) => {
+                self.count(Counter::SsAdWrites);
+                Ok(())
+            }
+            Err(Stop::Fault(_)) => {
+                let fault = self.fault(FaultReason::SssAccessError, FaultStage::SecondStage);
+                Err(fault.ss_level(leaf.level).entry_addr(leaf.addr).into())
+            }
+            Err(stop) => Err(stop),
+        }
+    }
+
     /// Map a second-stage walk failure for the final address (or PGTT=010b input) to its
     /// fault (§5.4, §7.1).
     pub(crate) fn ss_final_fault(&self, ss: &SsParams, err: SsError, gpa: Option<u64>) -> Fault {
@@ -327,14 +376,7 @@ impl<M: PhysMem, O: WalkObserver> Walker<'_, M, O> {
     /// True when the second stage's rights allow the request's final access; a zero-length
     /// read needs only W when CAP.ZLR is set.
     pub(crate) fn ss_allows(&self, perms: Perms) -> bool {
-        let req = self.req;
-        if req.execute && !perms.contains(Perms::EXECUTE) {
-            return false;
-        }
-        if req.access == Access::Read && req.len == 0 && self.unit.config.cap.zlr() {
-            return perms.intersects(Perms::READ | Perms::WRITE);
-        }
-        perms.allow(req.access)
+        ss_allows(perms, self.req, self.unit.config.cap.zlr())
     }
 
     /// Translate the final address through the second stage: walk, permission check,
@@ -392,7 +434,7 @@ impl<M: PhysMem, O: WalkObserver> Walker<'_, M, O> {
             fs_us: true,
             fs_xd: false,
             dirty: walk.dirty,
-            reason: None,
+            reason_code: 0,
         };
         Ok((translation, entry))
     }
@@ -405,6 +447,18 @@ impl<M: PhysMem, O: WalkObserver> Walker<'_, M, O> {
             Perms::READ | Perms::WRITE
         }
     }
+}
+
+/// True when second-stage rights `perms` allow `req`'s final access; with CAP.ZLR a
+/// zero-length read needs only W (§5.4).
+pub(crate) fn ss_allows(perms: Perms, req: &crate::request::Request, zlr: bool) -> bool {
+    if req.execute && !perms.contains(Perms::EXECUTE) {
+        return false;
+    }
+    if req.access == Access::Read && req.len == 0 && zlr {
+        return perms.intersects(Perms::READ | Perms::WRITE);
+    }
+    perms.allow(req.access)
 }
 
 /// Legacy-mode code for a denied access (§7.1): 0x05 for writes and atomics, 0x06 for reads.

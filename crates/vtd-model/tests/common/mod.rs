@@ -3,6 +3,8 @@
 //! whose tables live in guest memory.
 #![allow(dead_code)]
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use vtd_model::build::{Format, Leaf, PageTable, ScalableTables, enable_translation};
 use vtd_model::cache::CacheConfig;
 use vtd_model::config::UnitConfig;
@@ -30,7 +32,7 @@ pub struct Nested {
     pub root: u64,
     pub ss_root: u64,
     pub fs_root_gpa: u64,
-    next_guest_table: std::cell::Cell<u64>,
+    next_guest_table: AtomicU64,
 }
 
 impl Nested {
@@ -52,7 +54,7 @@ impl Nested {
         let mem = SparseMem::new();
         mem.back(GUEST_BASE, GUEST_SIZE);
         let unit = Unit::new(config, mem).expect("valid config");
-        let next = std::cell::Cell::new(GUEST_TABLES);
+        let next = AtomicU64::new(GUEST_TABLES);
         let (root, ss_root, fs_root_gpa) = {
             let mem = unit.mem();
             let tables = ScalableTables::new(mem, mem);
@@ -96,11 +98,7 @@ impl Nested {
             Format::FirstStage,
             levels,
             self.fs_root_gpa,
-            move || {
-                let gpa = next.get();
-                next.set(gpa + 4096);
-                gpa
-            },
+            move || next.fetch_add(4096, Ordering::Relaxed),
             |gpa| gpa + GUEST_BASE,
         )
     }
@@ -145,20 +143,13 @@ impl Nested {
 
 fn guest_table<'a>(
     mem: &'a SparseMem,
-    next: &'a std::cell::Cell<u64>,
+    next: &'a AtomicU64,
     levels: u8,
 ) -> PageTable<'a, SparseMem> {
-    PageTable::new(
-        mem,
-        Format::FirstStage,
-        levels,
-        move || {
-            let gpa = next.get();
-            next.set(gpa + 4096);
-            gpa
-        },
-        |gpa| gpa + GUEST_BASE,
-    )
+    let alloc = move || next.fetch_add(4096, Ordering::Relaxed);
+    PageTable::new(mem, Format::FirstStage, levels, alloc, |gpa| {
+        gpa + GUEST_BASE
+    })
 }
 
 /// A nested PASID entry: PGTT=011b, PWSNP=1, DID [`DID`].

@@ -1,0 +1,105 @@
+//! Several threads translate while another remaps first-stage pages and invalidates them
+//! through the invalidation queue. Once an invalidation wait has completed, no
+//! translation the preceding descriptors dropped may ever be served again.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use common::{DID, GUEST_BASE, Nested, PASID, SID};
+use vtd_model::build::{InvalidationQueue, Leaf};
+use vtd_model::config::UnitConfig;
+use vtd_model::request::Request;
+use vtd_spec::addr::PageSize;
+use vtd_spec::inv::{PasidIotlbGranularity, PasidIotlbInvDesc, RawDescriptor};
+
+/// Pages being remapped; each has its own IOVA.
+const PAGES: u64 = 8;
+/// Versions each page goes through (each version is a different guest page).
+const VERSIONS: u64 = 1000;
+const IOVA_BASE: u64 = 0x5555_0000_0000;
+/// Guest pages of version v of page k sit at DATA + (k * VERSIONS + v) * 4 KiB.
+const DATA: u64 = 0x0200_0000;
+
+fn iova(page: u64) -> u64 {
+    IOVA_BASE + page * 4096
+}
+
+fn gpa(page: u64, version: u64) -> u64 {
+    DATA + (page * VERSIONS + version) * 4096
+}
+
+fn version_of(hpa: u64, page: u64) -> u64 {
+    (hpa - GUEST_BASE - DATA) / 4096 - page * VERSIONS
+}
+
+#[test]
+fn completed_invalidation_never_lets_a_dropped_translation_back() {
+    let n = Nested::with_config(UnitConfig::default());
+    for page in 0..PAGES {
+        n.map(
+            iova(page),
+            gpa(page, 0),
+            PageSize::Size4K,
+            Leaf::read_write(),
+        );
+    }
+    let mem = n.mem();
+    let mut queue = InvalidationQueue::enable(&n.unit, mem, true).unwrap();
+    // completed[k]: the newest version of page k whose invalidation has completed.
+    let completed: Vec<AtomicU64> = (0..PAGES).map(|_| AtomicU64::new(0)).collect();
+    let done = AtomicBool::new(false);
+    let checked = AtomicU64::new(0);
+
+    std::thread::scope(|s| {
+        for t in 0..3u64 {
+            let (n, completed, done, checked) = (&n, &completed, &done, &checked);
+            s.spawn(move || {
+                let mut i = t;
+                while !done.load(Ordering::Acquire) {
+                    let page = i % PAGES;
+                    i += 1;
+                    let floor = completed[page as usize].load(Ordering::Acquire);
+                    let req = Request::read(SID, iova(page)).with_pasid(PASID);
+                    let translation = n.unit.translate(&req).expect("every version is mapped");
+                    let seen = version_of(translation.hpa, page);
+                    assert!(
+                        seen >= floor,
+                        "page {page}: served version {seen} after the invalidation of version {floor} completed \
+                         (from_iotlb = {})",
+                        translation.from_iotlb
+                    );
+                    checked.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
+        for version in 1..VERSIONS {
+            for page in 0..PAGES {
+                n.fs()
+                    .update_leaf(iova(page), |old| (old & 0xFFF) | gpa(page, version))
+                    .unwrap();
+                let inv = PasidIotlbInvDesc::new()
+                    .with_g(PasidIotlbGranularity::Page)
+                    .with_did(DID)
+                    .with_pasid(PASID)
+                    .with_addr(iova(page) >> 12);
+                queue
+                    .submit_and_wait(&[RawDescriptor {
+                        lo: inv.into_bits(),
+                        hi: 0,
+                    }])
+                    .unwrap();
+                completed[page as usize].store(version, Ordering::Release);
+            }
+        }
+        done.store(true, Ordering::Release);
+    });
+
+    let stats = n.unit.stats();
+    assert!(
+        checked.load(Ordering::Relaxed) > 10_000,
+        "translators made too few checks"
+    );
+    assert!(stats.iotlb_hits > 0, "the race needs the IOTLB in play");
+    assert!(stats.invalidations >= (VERSIONS - 1) * PAGES);
+}
