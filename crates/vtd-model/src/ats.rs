@@ -8,7 +8,7 @@
 
 use vtd_spec::addr::PageSize;
 
-use crate::cache::DevTlbEntry;
+use crate::cache::{DevTlbEntry, size_code};
 use crate::fault::Fault;
 use crate::mem::PhysMem;
 use crate::request::{AddressType, Request, Translation, TranslationKind};
@@ -48,10 +48,12 @@ impl<M: PhysMem> Unit<M> {
                 hpa: translation.page_base(),
                 perms: translation.perms,
             };
-            let inserted = self
-                .caches
-                .devtlb
-                .insert(&key, &entry.encode(), || self.caches.epoch_unchanged(epoch));
+            let inserted = self.caches.devtlb.insert_kind(
+                &key,
+                &entry.encode(),
+                size_code(translation.page_size) as u32,
+                || self.caches.epoch_unchanged(epoch),
+            );
             if !inserted {
                 self.counters.inc(Counter::FillsDropped);
             }
@@ -61,13 +63,17 @@ impl<M: PhysMem> Unit<M> {
     }
 
     fn devtlb_lookup(&self, req: &Request) -> Option<(DevTlbEntry, PageSize)> {
-        PageSize::ALL.into_iter().find_map(|size| {
-            let key = DevTlbEntry::key(req.sid, req.pasid, req.addr, size);
-            self.caches
-                .devtlb
-                .lookup(&key)
-                .map(|v| (DevTlbEntry::decode(&v), DevTlbEntry::key_size(&key)))
-        })
+        let devtlb = &self.caches.devtlb;
+        PageSize::ALL
+            .into_iter()
+            .filter(|&s| devtlb.may_hold(size_code(s) as u32))
+            .find_map(|size| {
+                let key = DevTlbEntry::key(req.sid, req.pasid, req.addr, size);
+                self.caches
+                    .devtlb
+                    .lookup(&key)
+                    .map(|v| (DevTlbEntry::decode(&v), DevTlbEntry::key_size(&key)))
+            })
     }
 
     /// The translated request (AT=10b) carrying `hpa`.

@@ -20,7 +20,7 @@ use crate::regs::{Effect, EventKind, Msi, RegisterFile};
 use crate::request::{Request, Translation};
 use crate::stats::{Counter, Counters, Stats};
 use crate::trace::{NoTrace, WalkObserver};
-use crate::walk::{FastPath, WalkMode, Walker};
+use crate::walk::{FastPath, ReservedMasks, WalkMode, Walker};
 
 /// Receives the unit's MSIs (fault and invalidation-completion events).
 pub trait InterruptSink: Send + Sync {
@@ -111,6 +111,7 @@ impl RootState {
 pub struct Unit<M> {
     pub(crate) config: UnitConfig,
     pub(crate) limits: Limits,
+    pub(crate) masks: ReservedMasks,
     pub(crate) mem: M,
     root_state: AtomicU64,
     latched_rtaddr: AtomicU64,
@@ -128,6 +129,7 @@ impl<M: PhysMem> Unit<M> {
         config.validate()?;
         Ok(Self {
             limits: Limits::new(&config),
+            masks: ReservedMasks::new(&config),
             mmio_size: config.mmio_size(),
             regs: Mutex::new(RegisterFile::new(&config)),
             caches: Caches::new(&config.caches),

@@ -6,6 +6,7 @@ use vtd_spec::context::LegacyTt;
 use vtd_spec::fault::FaultReason;
 use vtd_spec::pasid::Pgtt;
 
+use super::seqcache::SlotRef;
 use crate::request::Perms;
 use crate::walk::{FsParams, LegacyCtx, PasidCtx, SmContext, SsParams};
 
@@ -15,7 +16,8 @@ fn bit(v: u64, n: u32) -> bool {
     v >> n & 1 != 0
 }
 
-fn size_code(size: PageSize) -> u64 {
+/// The page-size code used in keys, and as the entry kind of size-keyed caches.
+pub(crate) fn size_code(size: PageSize) -> u64 {
     match size {
         PageSize::Size4K => 0,
         PageSize::Size2M => 1,
@@ -515,6 +517,87 @@ impl SsPscEntry {
         Self {
             next_table: v[0] & ADDR_MASK,
             perms: Perms::from_bits_truncate(v[0] as u8 & 7),
+        }
+    }
+}
+
+/// A front-cache entry: the final answer for one request shape (source id, PASID as the
+/// request carried it, privilege, 4 KiB page) plus the cache entries it came from. It is
+/// served only while all three of those entries are still cached unchanged, so it never
+/// outlives them: invalidation, replacement and hit statistics stay those of the
+/// architectural caches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct FrontEntry {
+    /// Host-physical base of the 4 KiB page.
+    pub(crate) hpa: u64,
+    /// Guest-physical base of the 4 KiB page (nested), else 0.
+    pub(crate) gpa: u64,
+    /// Rights of this requester.
+    pub(crate) perms: Perms,
+    /// A write may hit (every dirty flag is set).
+    pub(crate) dirty: bool,
+    pub(crate) kind: IotlbKind,
+    /// Page size of the IOTLB entry.
+    pub(crate) size: PageSize,
+    pub(crate) did: u16,
+    /// Context-cache, PASID-cache and IOTLB entries the answer came from.
+    pub(crate) sources: [SlotRef; 3],
+}
+
+impl FrontEntry {
+    pub(crate) fn key(sid: u16, pasid: Option<u32>, privileged: bool, addr: u64) -> [u64; 2] {
+        [
+            (addr >> 12) << 1 | privileged as u64,
+            did_pasid_key(sid, pasid),
+        ]
+    }
+
+    pub(crate) fn encode(&self) -> [u64; 9] {
+        let kind = match self.kind {
+            IotlbKind::FirstStage => 0,
+            IotlbKind::SecondStage => 1,
+            IotlbKind::Nested => 2,
+            IotlbKind::NotPresent => 3,
+        };
+        let [c, p, i] = self.sources;
+        [
+            self.hpa & ADDR_MASK
+                | self.perms.bits() as u64
+                | (self.dirty as u64) << 3
+                | kind << 4
+                | size_code(self.size) << 6,
+            self.gpa & ADDR_MASK,
+            self.did as u64,
+            c.index,
+            c.meta,
+            p.index,
+            p.meta,
+            i.index,
+            i.meta,
+        ]
+    }
+
+    #[inline]
+    pub(crate) fn decode(v: &[u64; 9]) -> Self {
+        let kind = match (v[0] >> 4) & 3 {
+            0 => IotlbKind::FirstStage,
+            1 => IotlbKind::SecondStage,
+            2 => IotlbKind::Nested,
+            _ => IotlbKind::NotPresent,
+        };
+        let slot = |i: usize| SlotRef {
+            index: v[i],
+            meta: v[i + 1],
+        };
+        Self {
+            hpa: v[0] & ADDR_MASK,
+            gpa: v[1] & ADDR_MASK,
+            perms: Perms::from_bits_truncate(v[0] as u8 & 7),
+            dirty: bit(v[0], 3),
+            kind,
+            size: size_from_code(v[0] >> 6),
+            did: v[2] as u16,
+            sources: [slot(3), slot(5), slot(7)],
         }
     }
 }

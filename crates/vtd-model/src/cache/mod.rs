@@ -21,7 +21,8 @@ mod seqcache;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 pub(crate) use entries::{
-    CachedContext, CachedPasid, Denial, DevTlbEntry, FsPscEntry, IotlbEntry, IotlbKind, SsPscEntry,
+    CachedContext, CachedPasid, Denial, DevTlbEntry, FrontEntry, FsPscEntry, IotlbEntry, IotlbKind,
+    SsPscEntry, size_code,
 };
 use seqcache::SeqCache;
 
@@ -141,6 +142,10 @@ pub(crate) struct Caches {
     pub(crate) fs_psc: SeqCache<2, 2>,
     pub(crate) ss_psc: SeqCache<2, 1>,
     pub(crate) devtlb: SeqCache<2, 1>,
+    /// Not an architectural cache: answers for request shapes, each tied to the
+    /// context-cache, PASID-cache and IOTLB entries it came from and served only while
+    /// they are cached unchanged (see [`FrontEntry`]). It needs no invalidation.
+    pub(crate) front: SeqCache<2, 9>,
 }
 
 impl Caches {
@@ -162,6 +167,7 @@ impl Caches {
             fs_psc: SeqCache::new(fs, fw, policy),
             ss_psc: SeqCache::new(ss, sw, policy),
             devtlb: SeqCache::new(ds, dw, policy),
+            front: SeqCache::new(is, iw, Replacement::Fifo),
         }
     }
 

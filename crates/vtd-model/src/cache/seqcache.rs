@@ -17,6 +17,24 @@ use super::Replacement;
 const VALID: u64 = 1;
 /// Metadata bit: the entry was hit since the clock hand last passed it.
 const REFERENCED: u64 = 2;
+/// Metadata bits 63:2 count the writes of the slot (fills and drops), so a reader that
+/// remembers a slot's metadata knows later whether it still holds the same entry.
+const GENERATION: u64 = 4;
+
+/// Where an entry sits and which generation it was: enough to check later, without a
+/// lookup, that the entry is still cached unchanged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct SlotRef {
+    /// Slot number (set × ways + way).
+    pub(crate) index: u64,
+    /// The slot's metadata without the replacement bit.
+    pub(crate) meta: u64,
+}
+
+/// The metadata word after one more write, valid or not.
+fn next_generation(meta: u64, valid: bool) -> u64 {
+    ((meta & !(VALID | REFERENCED)).wrapping_add(GENERATION)) | valid as u64
+}
 
 /// Per-set synchronisation word and replacement state, padded to its own cache line so
 /// readers of one set never share a line with writers of another.
@@ -37,6 +55,10 @@ pub(crate) struct SeqCache<const K: usize, const V: usize> {
     policy: Replacement,
     /// xorshift state for the random policy.
     rng: AtomicU64,
+    /// Bit n set: an entry of kind n (a page size, a level: the caller's choice) was
+    /// inserted at some point. Lookups skip kinds never inserted; it is never cleared, so
+    /// it can only cost a useless probe, never hide an entry.
+    kinds: AtomicU64,
 }
 
 impl<const K: usize, const V: usize> SeqCache<K, V> {
@@ -60,6 +82,7 @@ impl<const K: usize, const V: usize> SeqCache<K, V> {
             ways,
             policy,
             rng: AtomicU64::new(0x9E37_79B9_7F4A_7C15),
+            kinds: AtomicU64::new(0),
         }
     }
 
@@ -72,9 +95,36 @@ impl<const K: usize, const V: usize> SeqCache<K, V> {
         (hash(key) & self.set_mask) as usize
     }
 
+    /// True when an entry of `kind` (0..64) may be cached.
+    #[inline]
+    pub(crate) fn may_hold(&self, kind: u32) -> bool {
+        self.kinds.load(Ordering::Relaxed) & (1 << kind) != 0
+    }
+
+    /// [`SeqCache::insert`] of an entry of `kind`, which lookups check with
+    /// [`SeqCache::may_hold`].
+    pub(crate) fn insert_kind(
+        &self,
+        key: &[u64; K],
+        value: &[u64; V],
+        kind: u32,
+        still_valid: impl FnOnce() -> bool,
+    ) -> bool {
+        if !self.may_hold(kind) {
+            self.kinds.fetch_or(1 << kind, Ordering::Relaxed);
+        }
+        self.insert(key, value, still_valid)
+    }
+
     /// The value cached under `key`, if any.
     #[inline]
     pub(crate) fn lookup(&self, key: &[u64; K]) -> Option<[u64; V]> {
+        self.lookup_ref(key).map(|(value, _)| value)
+    }
+
+    /// The value cached under `key` and where it sits, if any.
+    #[inline]
+    pub(crate) fn lookup_ref(&self, key: &[u64; K]) -> Option<([u64; V], SlotRef)> {
         let set = self.set_of(key);
         let header = &self.headers[set];
         loop {
@@ -86,24 +136,50 @@ impl<const K: usize, const V: usize> SeqCache<K, V> {
             let found = self.scan(set, key);
             fence(Ordering::Acquire);
             if header.seq.load(Ordering::Relaxed) == before {
-                return found.map(|(meta, value)| {
-                    self.touch(meta);
-                    value
+                return found.map(|(slot, meta, value)| {
+                    self.touch_meta(&self.words[slot * Self::SLOT_WORDS], meta);
+                    (
+                        value,
+                        SlotRef {
+                            index: slot as u64,
+                            meta: meta & !REFERENCED,
+                        },
+                    )
                 });
             }
         }
     }
 
-    /// Find `key` in `set`: its metadata word and a copy of its value.
+    /// True when the slot `r` names still holds the entry it named.
+    #[inline]
+    pub(crate) fn still_cached(&self, r: SlotRef) -> bool {
+        let word = (r.index as usize)
+            .checked_mul(Self::SLOT_WORDS)
+            .and_then(|i| self.words.get(i));
+        word.is_some_and(|meta| meta.load(Ordering::Acquire) & !REFERENCED == r.meta)
+    }
+
+    /// Count a hit on the entry `r` names, for the replacement policy.
+    #[inline]
+    pub(crate) fn touch(&self, r: SlotRef) {
+        if let Some(meta) = self.words.get(r.index as usize * Self::SLOT_WORDS) {
+            self.touch_meta(meta, meta.load(Ordering::Relaxed));
+        }
+    }
+
+    /// Find `key` in `set`: its slot number, metadata and a copy of its value.
     #[inline(always)]
-    fn scan(&self, set: usize, key: &[u64; K]) -> Option<(&AtomicU64, [u64; V])> {
-        let start = set * self.ways * Self::SLOT_WORDS;
+    fn scan(&self, set: usize, key: &[u64; K]) -> Option<(usize, u64, [u64; V])> {
+        let first = set * self.ways;
+        let start = first * Self::SLOT_WORDS;
         let words = &self.words[start..start + self.ways * Self::SLOT_WORDS];
-        for slot in words.chunks_exact(Self::SLOT_WORDS) {
+        for (way, slot) in words.chunks_exact(Self::SLOT_WORDS).enumerate() {
             // The first key word differs for almost every other entry: test it first.
-            if slot[1].load(Ordering::Relaxed) != key[0]
-                || slot[0].load(Ordering::Relaxed) & VALID == 0
-            {
+            if slot[1].load(Ordering::Relaxed) != key[0] {
+                continue;
+            }
+            let meta = slot[0].load(Ordering::Relaxed);
+            if meta & VALID == 0 {
                 continue;
             }
             let mut same = true;
@@ -117,7 +193,7 @@ impl<const K: usize, const V: usize> SeqCache<K, V> {
             for (i, v) in value.iter_mut().enumerate() {
                 *v = slot[1 + K + i].load(Ordering::Relaxed);
             }
-            return Some((&slot[0], value));
+            return Some((first + way, meta, value));
         }
         None
     }
@@ -125,8 +201,8 @@ impl<const K: usize, const V: usize> SeqCache<K, V> {
     /// Mark a hit for the clock policy: a write only when the bit is not yet set, so a hot
     /// entry costs its readers nothing.
     #[inline]
-    fn touch(&self, meta: &AtomicU64) {
-        if self.policy == Replacement::Clock && meta.load(Ordering::Relaxed) & REFERENCED == 0 {
+    fn touch_meta(&self, meta: &AtomicU64, seen: u64) {
+        if self.policy == Replacement::Clock && seen & REFERENCED == 0 {
             meta.fetch_or(REFERENCED, Ordering::Relaxed);
         }
     }
@@ -181,7 +257,8 @@ impl<const K: usize, const V: usize> SeqCache<K, V> {
         for (i, v) in value.iter().enumerate() {
             slot[1 + K + i].store(*v, Ordering::Relaxed);
         }
-        slot[0].store(VALID, Ordering::Relaxed);
+        let meta = slot[0].load(Ordering::Relaxed);
+        slot[0].store(next_generation(meta, true), Ordering::Release);
         self.unlock(set, locked);
         true
     }
@@ -240,13 +317,14 @@ impl<const K: usize, const V: usize> SeqCache<K, V> {
             let locked = self.lock(set);
             for way in 0..self.ways {
                 let slot = self.slot(set, way);
-                if slot[0].load(Ordering::Relaxed) & VALID == 0 {
+                let meta = slot[0].load(Ordering::Relaxed);
+                if meta & VALID == 0 {
                     continue;
                 }
                 let key = std::array::from_fn(|i| slot[1 + i].load(Ordering::Relaxed));
                 let value = std::array::from_fn(|i| slot[1 + K + i].load(Ordering::Relaxed));
                 if matches(&key, &value) {
-                    slot[0].store(0, Ordering::Relaxed);
+                    slot[0].store(next_generation(meta, false), Ordering::Release);
                     dropped += 1;
                 }
             }
@@ -339,6 +417,21 @@ mod tests {
         assert_eq!(cache.retain_not(|_, v| v[0] == 1), 4);
         assert_eq!(cache.lookup(&[3]), None);
         assert_eq!(cache.lookup(&[4]), Some([0]));
+    }
+
+    #[test]
+    fn slot_ref_stops_matching_once_the_entry_is_replaced_or_dropped() {
+        let cache = SeqCache::<1, 1>::new(1, 1, Replacement::Fifo);
+        cache.insert(&[1], &[10], || true);
+        let (_, r) = cache.lookup_ref(&[1]).unwrap();
+        assert!(cache.still_cached(r));
+        cache.insert(&[2], &[20], || true);
+        assert!(!cache.still_cached(r));
+        let (_, r2) = cache.lookup_ref(&[2]).unwrap();
+        cache.clear();
+        assert!(!cache.still_cached(r2));
+        cache.insert(&[2], &[20], || true);
+        assert!(!cache.still_cached(r2), "a refill is a new generation");
     }
 
     #[test]

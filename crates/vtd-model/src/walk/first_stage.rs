@@ -196,13 +196,15 @@ impl<M: PhysMem, O: WalkObserver> Walker<'_, M, O> {
         }
         let addr = self.req.addr;
         let caches = &self.unit.caches;
-        let found = (2..=levels).find_map(|level| {
-            let key = FsPscEntry::key(pe.did, pasid, addr, level);
-            caches
-                .fs_psc
-                .lookup(&key)
-                .map(|v| (level, FsPscEntry::decode(&v)))
-        });
+        let found = (2..=levels)
+            .filter(|&l| caches.fs_psc.may_hold(l as u32))
+            .find_map(|level| {
+                let key = FsPscEntry::key(pe.did, pasid, addr, level);
+                caches
+                    .fs_psc
+                    .lookup(&key)
+                    .map(|v| (level, FsPscEntry::decode(&v)))
+            });
         self.cache_result(CacheKind::FirstStagePsc, found.is_some());
         found
     }
@@ -229,11 +231,12 @@ impl<M: PhysMem, O: WalkObserver> Walker<'_, M, O> {
                 xd: step.rights.xd,
             };
             let key = FsPscEntry::key(pe.did, pasid, self.req.addr, step.level);
-            let inserted = self
-                .unit
-                .caches
-                .fs_psc
-                .insert(&key, &entry.encode(), self.fill_guard());
+            let inserted = self.unit.caches.fs_psc.insert_kind(
+                &key,
+                &entry.encode(),
+                step.level as u32,
+                self.fill_guard(),
+            );
             self.note_fill(inserted);
         }
     }
@@ -283,7 +286,7 @@ impl<M: PhysMem, O: WalkObserver> Walker<'_, M, O> {
                 .entry(addr, value)
                 .into());
         }
-        if value & self.fs_reserved_mask(level, leaf, ss.is_some()) != 0 {
+        if value & self.unit.masks.fs(level, leaf, ss.is_some()) != 0 {
             return Err(self
                 .fs_fault(FaultReason::SfsReserved, level, table, ss.is_some())
                 .entry(addr, value)
@@ -365,26 +368,6 @@ impl<M: PhysMem, O: WalkObserver> Walker<'_, M, O> {
             self.ss_set_ad(ss, &mut walk, false)?;
         }
         Ok(walk)
-    }
-
-    /// Reserved bits of a present first-stage entry (§4.3). Under nesting, entry addresses
-    /// are guest-physical and are bounded by the second stage's width instead of the HAW.
-    fn fs_reserved_mask(&self, level: u8, leaf: bool, nested: bool) -> u64 {
-        let mut mask = if nested {
-            0
-        } else {
-            self.unit.limits.above_haw
-        };
-        let ps = 1 << 7;
-        match level {
-            5 | 4 => mask |= ps,
-            3 if !self.unit.config.cap.fs1gp() => mask |= ps,
-            _ => {}
-        }
-        if leaf && let Some(size) = PageSize::from_level(level) {
-            mask |= FsEntry::large_leaf_reserved(size);
-        }
-        mask
     }
 
     /// The permission checks of §4.4, returning the rights the requester has.

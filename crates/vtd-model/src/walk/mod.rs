@@ -8,6 +8,7 @@ mod ad;
 mod fast;
 mod first_stage;
 mod legacy;
+mod masks;
 mod scalable;
 mod second_stage;
 
@@ -24,6 +25,7 @@ use crate::unit::Unit;
 pub(crate) use fast::{FastPath, Prefetch};
 pub(crate) use first_stage::FsParams;
 pub(crate) use legacy::LegacyCtx;
+pub(crate) use masks::ReservedMasks;
 pub(crate) use scalable::{PasidCtx, SmContext};
 pub(crate) use second_stage::{SsParams, ss_allows};
 

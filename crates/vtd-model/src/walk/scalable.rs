@@ -4,16 +4,13 @@
 use vtd_spec::addr::{self, PageSize, agaw_width};
 use vtd_spec::context::{SM_CONTEXT_ENTRY_BYTES, SmContextEntry, SmContextEntryLo};
 use vtd_spec::fault::FaultReason;
-use vtd_spec::pasid::{
-    PASID_DIR_ENTRY_BYTES, PASID_ENTRY_BYTES, PasidDirEntry, PasidEntry, PasidEntryHi,
-    PasidEntryLo, Pgtt,
-};
+use vtd_spec::pasid::{PASID_DIR_ENTRY_BYTES, PASID_ENTRY_BYTES, PasidDirEntry, PasidEntry, Pgtt};
 use vtd_spec::root::{ROOT_ENTRY_BYTES, SmRootEntry};
 
 use super::first_stage::FsParams;
 use super::second_stage::SsParams;
 use super::{Stop, Walker};
-use crate::cache::{CachedContext, CachedPasid, Denial, IotlbEntry, IotlbKind};
+use crate::cache::{CachedContext, CachedPasid, Denial, IotlbEntry, IotlbKind, size_code};
 use crate::fault::{Fault, FaultStage};
 use crate::mem::PhysMem;
 use crate::request::{AddressType, Perms, Translation, TranslationKind};
@@ -157,14 +154,14 @@ impl<M: PhysMem, O: WalkObserver> Walker<'_, M, O> {
             self.cache_result(CacheKind::Iotlb, false);
             return None;
         }
-        let found = PageSize::ALL.into_iter().find_map(|size| {
-            let key = IotlbEntry::key(pe.did, tag_pasid, req.addr, size);
-            self.unit
-                .caches
-                .iotlb
-                .lookup(&key)
-                .map(|v| (IotlbEntry::decode(&v), size))
-        });
+        let iotlb = &self.unit.caches.iotlb;
+        let found = PageSize::ALL
+            .into_iter()
+            .filter(|&s| iotlb.may_hold(size_code(s) as u32))
+            .find_map(|size| {
+                let key = IotlbEntry::key(pe.did, tag_pasid, req.addr, size);
+                iotlb.lookup(&key).map(|v| (IotlbEntry::decode(&v), size))
+            });
         let Some((entry, size)) = found else {
             self.cache_result(CacheKind::Iotlb, false);
             return None;
@@ -250,11 +247,12 @@ impl<M: PhysMem, O: WalkObserver> Walker<'_, M, O> {
             Err(_) => return,
         };
         let key = IotlbEntry::key(pe.did, tag_pasid, req.addr, size);
-        let inserted = self
-            .unit
-            .caches
-            .iotlb
-            .insert(&key, &entry.encode(), self.fill_guard());
+        let inserted = self.unit.caches.iotlb.insert_kind(
+            &key,
+            &entry.encode(),
+            size_code(size) as u32,
+            self.fill_guard(),
+        );
         self.note_fill(inserted);
     }
 
@@ -361,7 +359,7 @@ impl<M: PhysMem, O: WalkObserver> Walker<'_, M, O> {
         if !ce.lo.p() {
             return Err(ctx_fault(self, FaultReason::SctNotPresent).into());
         }
-        if lo & self.context_reserved_mask() != 0 || hi != 0 || ce.pasid_dir() & above_haw != 0 {
+        if lo & self.unit.masks.context_lo != 0 || hi != 0 || ce.pasid_dir() & above_haw != 0 {
             return Err(ctx_fault(self, FaultReason::SctReserved).into());
         }
         let ecap = self.unit.config.ecap;
@@ -377,32 +375,6 @@ impl<M: PhysMem, O: WalkObserver> Walker<'_, M, O> {
             rid_priv: ce.lo.rid_priv(),
             fpd: ce.lo.fpd(),
         })
-    }
-
-    /// Reserved bits of the low half of a context entry, including fields of features the
-    /// unit does not advertise.
-    fn context_reserved_mask(&self) -> u128 {
-        let mut mask = SmContextEntry::RESERVED_LO;
-        if self.unit.config.switches.capability_reserved_fields {
-            let ecap = self.unit.config.ecap;
-            let none = SmContextEntryLo::new();
-            if !ecap.dt() {
-                mask |= none.with_dte(true).into_bits();
-            }
-            if !ecap.pasid() {
-                mask |= none.with_paside(true).into_bits();
-            }
-            if !ecap.prs() {
-                mask |= none.with_pre(true).into_bits();
-            }
-            if !ecap.rps() {
-                mask |= none.with_rid_pasid(0xF_FFFF).into_bits();
-            }
-            if !ecap.rprivs() {
-                mask |= none.with_rid_priv(true).into_bits();
-            }
-        }
-        mask
     }
 
     /// The PASID entry for `pasid`, from the PASID cache or the tables.
@@ -521,7 +493,7 @@ impl<M: PhysMem, O: WalkObserver> Walker<'_, M, O> {
     fn check_pasid_entry(&self, pe: &PasidEntry) -> Result<PasidCtx, FaultReason> {
         let config = &self.unit.config;
         let (cap, ecap) = (config.cap, config.ecap);
-        let (lo_mask, hi_mask) = pasid_reserved_masks(config);
+        let (lo_mask, hi_mask) = (self.unit.masks.pasid_lo, self.unit.masks.pasid_hi);
         let pgtt = pe.lo.pgtt();
         let above_haw = self.unit.limits.above_haw;
         let reserved = pe.lo.into_bits() & lo_mask != 0
@@ -598,47 +570,6 @@ impl<M: PhysMem, O: WalkObserver> Walker<'_, M, O> {
             from_iotlb: false,
         })
     }
-}
-
-/// PASID-entry reserved masks (low half, high half) for this unit: the always-reserved
-/// fields plus, with the switch on, the fields of features the unit does not advertise.
-fn pasid_reserved_masks(config: &crate::config::UnitConfig) -> (u128, u128) {
-    let mut lo = PasidEntry::RESERVED_LO;
-    let mut hi = PasidEntry::RESERVED_HI;
-    if config.switches.capability_reserved_fields {
-        let ecap = config.ecap;
-        let (l, h) = (PasidEntryLo::new(), PasidEntryHi::new());
-        if !ecap.slads() {
-            lo |= l.with_ssade(true).into_bits();
-        }
-        if !ecap.smpwcs() {
-            lo |= l.with_pwsnp(true).into_bits();
-        }
-        if !ecap.sc() {
-            lo |= l.with_pgsnp(true).into_bits();
-        }
-        if !ecap.mts() {
-            lo |= l
-                .with_cd(true)
-                .with_emte(true)
-                .with_emt(7)
-                .with_pwt(true)
-                .with_pcd(true)
-                .with_pat(u32::MAX)
-                .into_bits();
-        }
-        if !ecap.ers() {
-            lo |= l.with_ssee(true).into_bits();
-            hi |= h.with_ere(true).with_nxe(true).with_smep(true).into_bits();
-        }
-        if !ecap.srs() {
-            hi |= h.with_sre(true).into_bits();
-        }
-        if !ecap.eafs() {
-            hi |= h.with_eafe(true).into_bits();
-        }
-    }
-    (lo, hi)
 }
 
 /// A not-present leaf (first-stage or final second-stage): what caching mode may cache in

@@ -43,20 +43,34 @@ pub(crate) struct SsWalk {
     pub(crate) perms: Perms,
     /// No dirty flag remains for a write to set: SSADE is off, or the leaf's D is set.
     pub(crate) dirty: bool,
-    /// (address, value, level) of each entry read, top first (levels served by the
-    /// paging-structure cache are not read).
-    entries: [(u64, u64, u8); 5],
-    len: usize,
+    /// (address, value) of each entry read, top first; levels served by the
+    /// paging-structure cache are not read.
+    entries: [(u64, u64); 5],
+    /// Level of `entries[0]`.
+    top: u8,
+    len: u8,
 }
 
 impl SsWalk {
-    fn entries(&self) -> &[(u64, u64, u8)] {
-        &self.entries[..self.len]
+    /// (address, value, level) of each entry read, top first.
+    fn entries(&self) -> impl Iterator<Item = (u64, u64, u8)> + '_ {
+        let top = self.top;
+        self.entries[..self.len as usize]
+            .iter()
+            .enumerate()
+            .map(move |(i, &(a, v))| (a, v, top - i as u8))
+    }
+
+    /// The leaf entry: (address, value, level).
+    fn leaf_entry(&self) -> (u64, u64, u8) {
+        let i = self.len.saturating_sub(1);
+        let (addr, value) = self.entries[i as usize];
+        (addr, value, self.top - i)
     }
 
     /// The rights and leaf entry of this walk, all a later A/D update of the page needs.
     pub(crate) fn leaf(&self) -> SsLeaf {
-        let (addr, value, level) = self.entries[self.len.saturating_sub(1)];
+        let (addr, value, level) = self.leaf_entry();
         SsLeaf {
             perms: self.perms,
             addr,
@@ -111,7 +125,8 @@ impl<M: PhysMem, O: WalkObserver> Walker<'_, M, O> {
             size: PageSize::Size4K,
             perms: Perms::READ | Perms::WRITE | Perms::EXECUTE,
             dirty: !ss.ssade,
-            entries: [(0, 0, 0); 5],
+            entries: [(0, 0); 5],
+            top: 0,
             len: 0,
         };
         let (start, mut table) = match self.ss_psc_lookup(ss, input) {
@@ -121,6 +136,7 @@ impl<M: PhysMem, O: WalkObserver> Walker<'_, M, O> {
             }
             None => (ss.levels, ss.root),
         };
+        walk.top = start;
         // Non-leaf entries read, to fill the paging-structure cache once the walk succeeds.
         let mut fills = [None::<(u8, SsPscEntry)>; 5];
         for level in (1..=start).rev() {
@@ -149,7 +165,7 @@ impl<M: PhysMem, O: WalkObserver> Walker<'_, M, O> {
             if !present {
                 return Err(SsError::NotPresent { level, addr, value });
             }
-            if value & self.ss_reserved_mask(level, leaf) != 0 {
+            if value & self.unit.masks.ss(level, leaf) != 0 {
                 return Err(SsError::Reserved { level, addr, value });
             }
             if !e.r() {
@@ -161,7 +177,7 @@ impl<M: PhysMem, O: WalkObserver> Walker<'_, M, O> {
             if ss.ssee && !e.x() {
                 walk.perms.remove(Perms::EXECUTE);
             }
-            walk.entries[walk.len] = (addr, value, level);
+            walk.entries[walk.len as usize] = (addr, value);
             walk.len += 1;
             if leaf {
                 let size = PageSize::from_level(level).unwrap_or(PageSize::Size4K);
@@ -172,6 +188,9 @@ impl<M: PhysMem, O: WalkObserver> Walker<'_, M, O> {
                 return Ok(walk);
             }
             table = e.table_addr();
+            if !self.caching {
+                continue;
+            }
             fills[level as usize - 1] = Some((
                 level,
                 SsPscEntry {
@@ -190,13 +209,15 @@ impl<M: PhysMem, O: WalkObserver> Walker<'_, M, O> {
             return None;
         }
         let caches = &self.unit.caches;
-        let found = (2..=ss.levels).find_map(|level| {
-            let key = SsPscEntry::key(ss.did, input, level);
-            caches
-                .ss_psc
-                .lookup(&key)
-                .map(|v| (level, SsPscEntry::decode(&v)))
-        });
+        let found = (2..=ss.levels)
+            .filter(|&l| caches.ss_psc.may_hold(l as u32))
+            .find_map(|level| {
+                let key = SsPscEntry::key(ss.did, input, level);
+                caches
+                    .ss_psc
+                    .lookup(&key)
+                    .map(|v| (level, SsPscEntry::decode(&v)))
+            });
         self.cache_result(CacheKind::SecondStagePsc, found.is_some());
         found
     }
@@ -207,36 +228,14 @@ impl<M: PhysMem, O: WalkObserver> Walker<'_, M, O> {
         }
         for (level, entry) in fills.iter().flatten() {
             let key = SsPscEntry::key(ss.did, input, *level);
-            let inserted = self
-                .unit
-                .caches
-                .ss_psc
-                .insert(&key, &entry.encode(), self.fill_guard());
+            let inserted = self.unit.caches.ss_psc.insert_kind(
+                &key,
+                &entry.encode(),
+                *level as u32,
+                self.fill_guard(),
+            );
             self.note_fill(inserted);
         }
-    }
-
-    /// Reserved bits of a present second-stage entry at `level` (§5.3).
-    fn ss_reserved_mask(&self, level: u8, leaf: bool) -> u64 {
-        let cap = self.unit.config.cap;
-        let mut mask = self.unit.limits.above_haw | SsEntry::TM;
-        match level {
-            5 | 4 => mask |= 1 << 7,
-            3 if !cap.ss_1g() => mask |= 1 << 7,
-            2 if !cap.ss_2m() => mask |= 1 << 7,
-            _ => {}
-        }
-        if leaf {
-            if let Some(size) = PageSize::from_level(level) {
-                mask |= SsEntry::large_leaf_reserved(size);
-            }
-            if !self.unit.config.ecap.sc() {
-                mask |= SsEntry::SNP;
-            }
-        } else {
-            mask |= SsEntry::SNP;
-        }
-        mask
     }
 
     /// Set second-stage A on every entry of `walk`, and D on its leaf when `dirty`, if the
@@ -251,8 +250,15 @@ impl<M: PhysMem, O: WalkObserver> Walker<'_, M, O> {
             return Ok(());
         }
         walk.dirty |= dirty;
-        let leaf = walk.len - 1;
-        for (i, &(addr, value, level)) in walk.entries().iter().enumerate() {
+        let leaf = walk.len as usize - 1;
+        let entries: [(u64, u64, u8); 5] = {
+            let mut all = [(0, 0, 0); 5];
+            for (slot, e) in all.iter_mut().zip(walk.entries()) {
+                *slot = e;
+            }
+            all
+        };
+        for (i, &(addr, value, level)) in entries[..=leaf].iter().enumerate() {
             let bits = if dirty && i == leaf {
                 SsEntry::A | SsEntry::D
             } else {
@@ -391,7 +397,7 @@ impl<M: PhysMem, O: WalkObserver> Walker<'_, M, O> {
             .ss_walk(ss, input, SsPurpose::Final)
             .map_err(|e| self.ss_final_fault(ss, e, gpa))?;
         if !self.ss_allows(walk.perms) {
-            let (addr, value, level) = walk.entries()[walk.len - 1];
+            let (addr, value, level) = walk.leaf_entry();
             let mut fault = self
                 .fault(
                     self.ss_permission_fault(ss, walk.perms),
