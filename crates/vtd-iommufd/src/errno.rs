@@ -39,6 +39,9 @@ errnos! {
     EINTR = libc::EINTR;
     EIO = libc::EIO;
     EBADF = libc::EBADF;
+    EBADFD = libc::EBADFD;
+    EBADE = libc::EBADE;
+    EDEADLOCK = libc::EDEADLOCK;
     EAGAIN = libc::EAGAIN;
     ENOMEM = libc::ENOMEM;
     EFAULT = libc::EFAULT;

@@ -6,10 +6,11 @@
 use bitflags::bitflags;
 
 pub use iommufd_bindings::{
-    iommu_destroy, iommu_hw_info, iommu_hw_info_vtd, iommu_hwpt_alloc, iommu_hwpt_get_dirty_bitmap,
-    iommu_hwpt_invalidate, iommu_hwpt_set_dirty_tracking, iommu_hwpt_vtd_s1,
-    iommu_hwpt_vtd_s1_invalidate, iommu_ioas_alloc, iommu_ioas_allow_iovas, iommu_ioas_copy,
-    iommu_ioas_iova_ranges, iommu_ioas_map, iommu_ioas_unmap, iommu_iova_range,
+    iommu_destroy, iommu_fault_alloc, iommu_hw_info, iommu_hw_info_vtd, iommu_hwpt_alloc,
+    iommu_hwpt_get_dirty_bitmap, iommu_hwpt_invalidate, iommu_hwpt_set_dirty_tracking,
+    iommu_hwpt_vtd_s1, iommu_hwpt_vtd_s1_invalidate, iommu_ioas_alloc, iommu_ioas_allow_iovas,
+    iommu_ioas_copy, iommu_ioas_iova_ranges, iommu_ioas_map, iommu_ioas_unmap, iommu_iova_range,
+    iommu_option, iommu_vfio_ioas,
 };
 pub use vfio_bindings::bindings::vfio::{
     vfio_device_attach_iommufd_pt, vfio_device_bind_iommufd, vfio_device_detach_iommufd_pt,

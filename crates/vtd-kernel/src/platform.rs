@@ -1,0 +1,336 @@
+//! A simulated machine: VT-d units, PCI devices behind them, host memory, and the device
+//! files user space opens (`/dev/iommu`, `/dev/vfio/devices/vfioN`).
+
+use std::sync::{Arc, Mutex};
+
+use vtd_iommufd::Errno;
+use vtd_model::request::{Access, Request, Translation};
+use vtd_model::{Fault, PhysMem, Unit, UnitConfig};
+
+use crate::driver::IommuDriver;
+use crate::files::{FdTable, IommufdFile, VfioDeviceFile};
+use crate::hostmem::HostMem;
+use crate::intel::IntelDriver;
+
+/// A PCI device of the platform.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceDesc {
+    /// A name for messages (`"nic0"`).
+    pub name: String,
+    /// Source id: bus in bits 15:8, device in 7:3, function in 2:0.
+    pub sid: u16,
+    /// Index of the unit the device sits behind.
+    pub unit: usize,
+    /// PASID width of the device's PASID capability; 0 for none.
+    pub pasid_bits: u8,
+    /// The device has an ATS capability.
+    pub ats: bool,
+}
+
+impl DeviceDesc {
+    /// A device `name` at `bus:dev.fn` behind unit 0, without PASID or ATS.
+    pub fn new(name: &str, bus: u8, dev: u8, func: u8) -> Self {
+        Self {
+            name: name.to_string(),
+            sid: (bus as u16) << 8 | ((dev as u16) & 0x1F) << 3 | (func as u16 & 7),
+            unit: 0,
+            pasid_bits: 0,
+            ats: false,
+        }
+    }
+
+    /// The same device with a PASID capability of `bits` bits.
+    pub fn with_pasid(mut self, bits: u8) -> Self {
+        self.pasid_bits = bits;
+        self
+    }
+
+    /// The same device with an ATS capability.
+    pub fn with_ats(mut self) -> Self {
+        self.ats = true;
+        self
+    }
+
+    /// The same device behind unit `unit`.
+    pub fn behind(mut self, unit: usize) -> Self {
+        self.unit = unit;
+        self
+    }
+
+    /// `bus:dev.fn` as text.
+    pub fn bdf(&self) -> String {
+        format!(
+            "{:02x}:{:02x}.{}",
+            self.sid >> 8,
+            (self.sid >> 3) & 0x1F,
+            self.sid & 7
+        )
+    }
+}
+
+/// What a platform is built from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlatformDesc {
+    /// The VT-d units.
+    pub units: Vec<UnitConfig>,
+    /// The PCI devices.
+    pub devices: Vec<DeviceDesc>,
+    /// The `allow_unsafe_interrupts` module parameter: bind devices whose unit cannot
+    /// isolate MSIs (no interrupt remapping, ECAP.IR clear).
+    pub allow_unsafe_interrupts: bool,
+}
+
+impl PlatformDesc {
+    /// One Sapphire Rapids-like unit (nesting, 5-level first stage, SRS/EAFS, the SPR17
+    /// erratum switch on) with two devices: `nic0` at 00:03.0 and `ssd0` at 00:04.0
+    /// (PASID-capable, with ATS).
+    pub fn sapphire_rapids() -> Self {
+        Self {
+            units: vec![UnitConfig::sapphire_rapids()],
+            devices: vec![
+                DeviceDesc::new("nic0", 0, 3, 0),
+                DeviceDesc::new("ssd0", 0, 4, 0).with_pasid(20).with_ats(),
+            ],
+            allow_unsafe_interrupts: false,
+        }
+    }
+
+    /// One unit without nesting (ECAP.NEST clear) and one device `nic0`.
+    pub fn without_nesting() -> Self {
+        Self {
+            units: vec![UnitConfig::without_nesting()],
+            devices: vec![DeviceDesc::new("nic0", 0, 3, 0)],
+            allow_unsafe_interrupts: false,
+        }
+    }
+}
+
+/// Why a platform cannot be built.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PlatformError {
+    /// A unit's configuration is impossible.
+    #[error("unit {0}: {1}")]
+    Unit(usize, vtd_model::config::ConfigError),
+    /// A device names a unit that does not exist.
+    #[error("device {0} is behind unit {1}, but there are {2} units")]
+    NoSuchUnit(String, usize, usize),
+    /// Two devices share a source id on one unit.
+    #[error("devices {0} and {1} share source id {2:#06x}")]
+    DuplicateSid(String, String, u16),
+}
+
+/// Why a device's DMA failed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DmaError {
+    /// The IOMMU refused the access.
+    #[error("{0}")]
+    Fault(Box<Fault>),
+    /// The translated address is not host memory the simulation knows (a master abort).
+    #[error("translated address {0:#x} is not backed host memory")]
+    Abort(u64),
+    /// No such device.
+    #[error("no device {0}")]
+    NoDevice(usize),
+}
+
+/// The state shared by the platform and its files.
+pub(crate) struct PlatformInner {
+    pub(crate) mem: Arc<HostMem>,
+    pub(crate) units: Vec<Arc<Unit<Arc<HostMem>>>>,
+    pub(crate) intel: Arc<IntelDriver>,
+    pub(crate) devices: Vec<DeviceDesc>,
+    pub(crate) files: FdTable,
+    /// For each device: bound through some VFIO file (DMA ownership claimed).
+    claimed: Mutex<Vec<bool>>,
+    pub(crate) allow_unsafe_interrupts: bool,
+}
+
+impl PlatformInner {
+    pub(crate) fn driver(&self) -> &dyn IommuDriver {
+        &*self.intel
+    }
+
+    /// Claim `dev` for a binding; false if it is bound already.
+    pub(crate) fn claim(&self, dev: usize) -> bool {
+        let mut claimed = self.claimed.lock().unwrap_or_else(|e| e.into_inner());
+        match claimed.get_mut(dev) {
+            Some(c) if !*c => {
+                *c = true;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Give up the claim on `dev`.
+    pub(crate) fn release(&self, dev: usize) {
+        if let Some(c) = self
+            .claimed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_mut(dev)
+        {
+            *c = false;
+        }
+    }
+
+    /// The unit `dev` sits behind remaps interrupts, so its MSIs are isolated.
+    pub(crate) fn msi_isolated(&self, dev: usize) -> bool {
+        self.devices
+            .get(dev)
+            .is_some_and(|d| self.units[d.unit].config().ecap.ir())
+    }
+}
+
+/// A simulated machine. Cheap to clone; clones share everything.
+#[derive(Clone)]
+pub struct Platform {
+    pub(crate) inner: Arc<PlatformInner>,
+}
+
+impl Platform {
+    /// Build the machine, boot the driver (every unit up in scalable mode where it can
+    /// be, with queued invalidation and translation enabled) and probe every device.
+    pub fn new(desc: PlatformDesc) -> Result<Platform, PlatformError> {
+        let mem = Arc::new(HostMem::new());
+        let mut units = Vec::new();
+        for (i, config) in desc.units.iter().enumerate() {
+            let unit = Unit::new(config.clone(), Arc::clone(&mem))
+                .map_err(|e| PlatformError::Unit(i, e))?;
+            units.push(Arc::new(unit));
+        }
+        for (i, d) in desc.devices.iter().enumerate() {
+            if d.unit >= units.len() {
+                return Err(PlatformError::NoSuchUnit(
+                    d.name.clone(),
+                    d.unit,
+                    units.len(),
+                ));
+            }
+            if let Some(other) = desc.devices[..i]
+                .iter()
+                .find(|o| o.unit == d.unit && o.sid == d.sid)
+            {
+                return Err(PlatformError::DuplicateSid(
+                    other.name.clone(),
+                    d.name.clone(),
+                    d.sid,
+                ));
+            }
+        }
+        let intel = Arc::new(IntelDriver::new(
+            Arc::clone(&mem),
+            units.clone(),
+            &desc.devices,
+        ));
+        let claimed = Mutex::new(vec![false; desc.devices.len()]);
+        Ok(Platform {
+            inner: Arc::new(PlatformInner {
+                mem,
+                units,
+                intel,
+                devices: desc.devices,
+                files: FdTable::default(),
+                claimed,
+                allow_unsafe_interrupts: desc.allow_unsafe_interrupts,
+            }),
+        })
+    }
+
+    /// `open("/dev/iommu")`: a new iommufd with its own objects.
+    pub fn open_iommufd(&self) -> IommufdFile {
+        IommufdFile::open(&self.inner)
+    }
+
+    /// `open("/dev/vfio/devices/vfioN")` for device `index`.
+    pub fn open_vfio(&self, index: usize) -> Result<VfioDeviceFile, Errno> {
+        if index >= self.inner.devices.len() {
+            return Err(Errno::ENODEV);
+        }
+        Ok(VfioDeviceFile::open(&self.inner, index))
+    }
+
+    /// The devices.
+    pub fn devices(&self) -> &[DeviceDesc] {
+        &self.inner.devices
+    }
+
+    /// The hardware unit `index`: registers, counters, caches.
+    pub fn unit(&self, index: usize) -> Option<&Unit<Arc<HostMem>>> {
+        self.inner.units.get(index).map(|u| &**u)
+    }
+
+    /// Host memory as the hardware sees it.
+    pub fn host_mem(&self) -> &Arc<HostMem> {
+        &self.inner.mem
+    }
+
+    /// The Intel driver (for tests that look at the invalidations it issued).
+    pub fn intel_driver(&self) -> &IntelDriver {
+        &self.inner.intel
+    }
+
+    /// Device `dev` reads `buf.len()` bytes at `iova` (with `pasid`, if given) through its
+    /// unit. The access is split at 4 KiB boundaries, as PCIe requires.
+    pub fn dma_read(
+        &self,
+        dev: usize,
+        pasid: Option<u32>,
+        iova: u64,
+        buf: &mut [u8],
+    ) -> Result<(), DmaError> {
+        let mut done = 0;
+        while done < buf.len() {
+            let at = iova.wrapping_add(done as u64);
+            let chunk = ((4096 - (at & 0xFFF)) as usize).min(buf.len() - done);
+            let t = self.translate(dev, pasid, at, chunk, Access::Read)?;
+            self.inner
+                .mem
+                .read_bytes(t.hpa, &mut buf[done..done + chunk])
+                .map_err(|_| DmaError::Abort(t.hpa))?;
+            done += chunk;
+        }
+        Ok(())
+    }
+
+    /// Device `dev` writes `data` at `iova` (with `pasid`, if given) through its unit.
+    pub fn dma_write(
+        &self,
+        dev: usize,
+        pasid: Option<u32>,
+        iova: u64,
+        data: &[u8],
+    ) -> Result<(), DmaError> {
+        let mut done = 0;
+        while done < data.len() {
+            let at = iova.wrapping_add(done as u64);
+            let chunk = ((4096 - (at & 0xFFF)) as usize).min(data.len() - done);
+            let t = self.translate(dev, pasid, at, chunk, Access::Write)?;
+            self.inner
+                .mem
+                .write_bytes(t.hpa, &data[done..done + chunk])
+                .map_err(|_| DmaError::Abort(t.hpa))?;
+            done += chunk;
+        }
+        Ok(())
+    }
+
+    /// The translation device `dev` gets for one access.
+    pub fn translate(
+        &self,
+        dev: usize,
+        pasid: Option<u32>,
+        iova: u64,
+        len: usize,
+        access: Access,
+    ) -> Result<Translation, DmaError> {
+        let desc = self.inner.devices.get(dev).ok_or(DmaError::NoDevice(dev))?;
+        let unit = &self.inner.units[desc.unit];
+        let mut req = Request::new(desc.sid, iova, access).with_len(len as u32);
+        if let Some(p) = pasid {
+            req = req.with_pasid(p);
+        }
+        unit.translate(&req)
+            .map_err(|f| DmaError::Fault(Box::new(f)))
+    }
+}
