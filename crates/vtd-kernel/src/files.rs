@@ -22,8 +22,12 @@ use crate::uaccess::{copy_to_user, read_user};
 pub(crate) enum OpenFile {
     Iommufd(Weak<Ictx>),
     Vfio,
-    /// A fault queue's file (`IOMMU_FAULT_QUEUE_ALLOC`).
-    Fault,
+    /// A fault queue's file (`IOMMU_FAULT_QUEUE_ALLOC`): it holds a reference on its
+    /// FAULT object and on the context, until closed (fault.c: iommufd_fault_fops_release).
+    Fault {
+        ctx: Arc<Ictx>,
+        id: u32,
+    },
 }
 
 /// Descriptor numbers of the simulation: lowest free number from 3, like a process's.
@@ -40,11 +44,23 @@ impl FdTable {
         fd
     }
 
-    pub(crate) fn remove(&self, fd: i32) {
+    pub(crate) fn remove(&self, fd: i32) -> Option<OpenFile> {
         self.files
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .remove(&fd);
+            .remove(&fd)
+    }
+
+    /// Remove `fd` if it is a fault queue's file, returning its context and FAULT id.
+    pub(crate) fn take_fault(&self, fd: i32) -> Option<(Arc<Ictx>, u32)> {
+        let mut files = self.files.lock().unwrap_or_else(|e| e.into_inner());
+        match files.get(&fd) {
+            Some(OpenFile::Fault { .. }) => match files.remove(&fd) {
+                Some(OpenFile::Fault { ctx, id }) => Some((ctx, id)),
+                _ => None,
+            },
+            _ => None,
+        }
     }
 
     pub(crate) fn get(&self, fd: i32) -> Option<OpenFile> {
@@ -66,7 +82,7 @@ pub struct IommufdFile {
 
 impl IommufdFile {
     pub(crate) fn open(platform: &Arc<PlatformInner>) -> Self {
-        let ctx = Arc::new(Ictx::new(Arc::downgrade(platform)));
+        let ctx = Arc::new_cyclic(|me| Ictx::new(Arc::downgrade(platform), me.clone()));
         let fd = platform
             .files
             .insert(OpenFile::Iommufd(Arc::downgrade(&ctx)));

@@ -12,7 +12,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use vtd_iommufd::Errno;
 
 use vtd_model::mem::{MemError, PhysMem};
 
@@ -139,6 +141,17 @@ impl State {
 #[derive(Default)]
 pub struct HostMem {
     state: RwLock<State>,
+    fail: Mutex<FailNth>,
+}
+
+/// Fault injection, the simulation's analogue of Linux's per-task `fail-nth`: the n-th
+/// kernel allocation point from arming on fails with ENOMEM, once.
+#[derive(Default)]
+struct FailNth {
+    /// Allocation points left until the failing one (0: disarmed).
+    remaining: u32,
+    /// The armed failure happened.
+    fired: bool,
 }
 
 impl HostMem {
@@ -153,6 +166,46 @@ impl HostMem {
 
     fn write(&self) -> RwLockWriteGuard<'_, State> {
         self.state.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Arm fault injection: the `n`-th allocation point reached from now on fails with
+    /// ENOMEM (`n` = 1: the next one); `0` disarms. Allocation points are the places where
+    /// Linux allocates memory in these paths: iommufd objects, driver domains, page-table
+    /// and PASID-table pages, IOVA areas and pages objects, domain slots of an IOAS.
+    pub fn fail_nth(&self, n: u32) {
+        let mut f = self.fail.lock().unwrap_or_else(|e| e.into_inner());
+        *f = FailNth {
+            remaining: n,
+            fired: false,
+        };
+    }
+
+    /// The failure armed by [`HostMem::fail_nth`] has happened.
+    pub fn fail_nth_fired(&self) -> bool {
+        self.fail.lock().unwrap_or_else(|e| e.into_inner()).fired
+    }
+
+    /// An allocation point: ENOMEM if this is the armed one.
+    pub(crate) fn fail_point(&self) -> Result<(), Errno> {
+        let mut f = self.fail.lock().unwrap_or_else(|e| e.into_inner());
+        match f.remaining {
+            0 => Ok(()),
+            1 => {
+                f.remaining = 0;
+                f.fired = true;
+                Err(Errno::ENOMEM)
+            }
+            _ => {
+                f.remaining -= 1;
+                Ok(())
+            }
+        }
+    }
+
+    /// A kernel page from an allocation that can fail (see [`HostMem::fail_nth`]).
+    pub(crate) fn try_alloc_page(&self) -> Result<u64, Errno> {
+        self.fail_point()?;
+        Ok(self.alloc_page())
     }
 
     /// A zeroed, page-aligned kernel page; returns its HPA.

@@ -250,6 +250,31 @@ impl Platform {
         Ok(VfioDeviceFile::open(&self.inner, index))
     }
 
+    /// `close(fd)` for a descriptor the kernel handed out as a bare number — the file of a
+    /// fault queue (`IOMMU_FAULT_QUEUE_ALLOC`): its FAULT object can be destroyed from
+    /// then on, and the iommufd context is released once nothing else holds it. EBADF for
+    /// any other number ([`IommufdFile`] and [`VfioDeviceFile`] close when dropped).
+    pub fn close_fd(&self, fd: i32) -> Result<(), Errno> {
+        let (ctx, id) = self.inner.files.take_fault(fd).ok_or(Errno::EBADF)?;
+        ctx.fault_file_closed(id);
+        // Dropping `ctx` may release the context, outside the descriptor table's lock.
+        drop(ctx);
+        Ok(())
+    }
+
+    /// Fault injection, the analogue of Linux's `/proc/self/task/<tid>/fail-nth` that the
+    /// `iommufd_fail_nth` selftests use: the `n`-th kernel allocation point reached from
+    /// now on fails with ENOMEM (`n` = 1: the next one), once; `0` disarms. See
+    /// [`HostMem::fail_nth`] for the allocation points.
+    pub fn fail_nth(&self, n: u32) {
+        self.inner.mem.fail_nth(n);
+    }
+
+    /// The failure armed by [`Platform::fail_nth`] has happened.
+    pub fn fail_nth_fired(&self) -> bool {
+        self.inner.mem.fail_nth_fired()
+    }
+
     /// The devices.
     pub fn devices(&self) -> &[DeviceDesc] {
         &self.inner.devices

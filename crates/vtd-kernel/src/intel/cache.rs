@@ -10,7 +10,7 @@ use vtd_spec::inv::{
     DevTlbInvDesc, IotlbInvDesc, PasidDevTlbInvDesc, PasidIotlbGranularity, PasidIotlbInvDesc,
     RawDescriptor,
 };
-use vtd_spec::regs::IotlbGranularity;
+use vtd_spec::regs::{Cap, IotlbGranularity};
 
 use super::{Domain, IntelDriver, State};
 
@@ -66,6 +66,24 @@ fn devtlb_addr(addr: u64, mask: u8) -> (u64, bool) {
 
 fn raw(lo: u128) -> RawDescriptor {
     RawDescriptor { lo, hi: 0 }
+}
+
+/// An IOTLB invalidation (type 2) as qi_desc_iotlb builds it: DW and DR follow CAP.DWD
+/// and CAP.DRD on every descriptor; domain-selective ones carry no address, mask or hint.
+pub(crate) fn iotlb_desc(cap: &Cap, did: u16, psi: Option<(u64, u8, bool)>) -> RawDescriptor {
+    let d = IotlbInvDesc::new()
+        .with_did(did)
+        .with_dw(cap.dwd())
+        .with_dr(cap.drd());
+    let d = match psi {
+        Some((addr, mask, ih)) => d
+            .with_g(IotlbGranularity::Page)
+            .with_addr(addr >> 12)
+            .with_am(mask)
+            .with_ih(ih),
+        None => d.with_g(IotlbGranularity::Domain),
+    };
+    raw(d.into_bits())
 }
 
 impl IntelDriver {
@@ -148,19 +166,8 @@ impl IntelDriver {
                 }
                 (TagKind::Iotlb | TagKind::NestingIotlb, _) => {
                     let page_selective = hw.cap.psi() && mask <= hw.cap.mamv();
-                    let d = if page_selective {
-                        IotlbInvDesc::new()
-                            .with_g(IotlbGranularity::Page)
-                            .with_did(tag.did)
-                            .with_addr(addr >> 12)
-                            .with_am(mask)
-                            .with_ih(ih)
-                    } else {
-                        IotlbInvDesc::new()
-                            .with_g(IotlbGranularity::Domain)
-                            .with_did(tag.did)
-                    };
-                    descs.push(raw(d.into_bits()));
+                    let psi = page_selective.then_some((addr, mask, ih));
+                    descs.push(iotlb_desc(&hw.cap, tag.did, psi));
                 }
                 (TagKind::DevTlb, _) => descs.push(devtlb_desc(tag.sid, tag.pasid, addr, mask)),
                 // A stage-2 change cannot be mapped to the nested translations a device
@@ -183,10 +190,9 @@ impl IntelDriver {
         let mut per_unit: Vec<Vec<RawDescriptor>> = vec![Vec::new(); self.hw.len()];
         for tag in d.common().tags.clone() {
             let desc = match tag.kind {
-                TagKind::Iotlb | TagKind::NestingIotlb => raw(IotlbInvDesc::new()
-                    .with_g(IotlbGranularity::Domain)
-                    .with_did(tag.did)
-                    .into_bits()),
+                TagKind::Iotlb | TagKind::NestingIotlb => {
+                    iotlb_desc(&self.hw[tag.unit].cap, tag.did, None)
+                }
                 TagKind::DevTlb | TagKind::NestingDevTlb => devtlb_desc(tag.sid, tag.pasid, 0, 52),
             };
             per_unit[tag.unit].push(desc);
@@ -214,18 +220,8 @@ impl IntelDriver {
                 continue;
             }
             if matches!(tag.kind, TagKind::Iotlb | TagKind::NestingIotlb) {
-                let desc = if hw.cap.psi() && mask <= hw.cap.mamv() {
-                    IotlbInvDesc::new()
-                        .with_g(IotlbGranularity::Page)
-                        .with_did(tag.did)
-                        .with_addr(addr >> 12)
-                        .with_am(mask)
-                } else {
-                    IotlbInvDesc::new()
-                        .with_g(IotlbGranularity::Domain)
-                        .with_did(tag.did)
-                };
-                per_unit[tag.unit].push(raw(desc.into_bits()));
+                let psi = (hw.cap.psi() && mask <= hw.cap.mamv()).then_some((addr, mask, false));
+                per_unit[tag.unit].push(iotlb_desc(&hw.cap, tag.did, psi));
             }
         }
         for (unit, descs) in per_unit.iter().enumerate() {
@@ -251,18 +247,30 @@ impl IntelDriver {
 /// request-without-PASID form).
 fn devtlb_desc(sid: u16, pasid: u32, addr: u64, mask: u8) -> RawDescriptor {
     let (field, s) = devtlb_addr(addr, mask);
+    devtlb_raw(sid, pasid, field & ((1 << 52) - 1), s)
+}
+
+/// A device-TLB descriptor with the ADDR field `field` and size bit `s`. Every simulated
+/// device is a physical function, so its PFSID is its own source id (`info->pfsid`),
+/// which qi_desc_dev_iotlb and qi_desc_dev_iotlb_pasid always fill in.
+pub(crate) fn devtlb_raw(sid: u16, pasid: u32, field: u64, s: bool) -> RawDescriptor {
+    let (pfsid_lo, pfsid_hi) = ((sid & 0xF) as u8, sid >> 4);
     if pasid == 0 {
         raw(DevTlbInvDesc::new()
             .with_sid(sid)
+            .with_pfsid_lo(pfsid_lo)
+            .with_pfsid_hi(pfsid_hi)
             .with_s(s)
-            .with_addr(field & ((1 << 52) - 1))
+            .with_addr(field)
             .into_bits())
     } else {
         raw(PasidDevTlbInvDesc::new()
             .with_sid(sid)
+            .with_pfsid_lo(pfsid_lo)
+            .with_pfsid_hi(pfsid_hi)
             .with_pasid(pasid)
             .with_s(s)
-            .with_addr(field & ((1 << 52) - 1))
+            .with_addr(field)
             .into_bits())
     }
 }

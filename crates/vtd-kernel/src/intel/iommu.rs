@@ -54,6 +54,8 @@ pub(super) fn bring_up(hw: &UnitHw, mem: &HostMem) -> UnitState {
             .into_bits()),
         raw(IotlbInvDesc::new()
             .with_g(IotlbGranularity::Global)
+            .with_dw(hw.cap.dwd())
+            .with_dr(hw.cap.drd())
             .into_bits()),
     ];
     if hw.sm() {
@@ -279,8 +281,10 @@ impl IntelDriver {
             return Err(Errno::EOPNOTSUPP);
         }
         let gaw = hw.addr_width();
+        // The domain structure, then its top-level table: both allocations can fail.
+        self.mem.fail_point()?;
         let domain = PagingDomain {
-            pgtbl: SsPageTable::new(&self.mem, vtd_spec::addr::ss_levels(hw.agaw)),
+            pgtbl: SsPageTable::new(&self.mem, vtd_spec::addr::ss_levels(hw.agaw))?,
             agaw: hw.agaw,
             gaw,
             // A fresh domain claims its whole width, so a narrower unit refuses it.
@@ -461,10 +465,27 @@ impl IommuDriver for IntelDriver {
             prot,
             snoop: d.force_snooping,
         };
-        d.pgtbl
-            .map(&self.mem, iova, paddr, len, attrs, &d.page_sizes.clone())?;
+        let replaced = match d
+            .pgtbl
+            .map(&self.mem, iova, paddr, len, attrs, &d.page_sizes.clone())
+        {
+            Ok(replaced) => replaced,
+            Err(e) => {
+                // iommu_map unmaps what it mapped before the failure, with a flush.
+                if e.mapped > 0 {
+                    self.flush_range(&mut st, dom.0, iova, iova + e.mapped - 1, false);
+                }
+                return Err(e.errno);
+            }
+        };
         d.max_addr = d.max_addr.max(last);
-        if d.iotlb_sync_map {
+        let sync_map = d.iotlb_sync_map;
+        // A superpage over a table freed on the way: flush it whatever the caching mode
+        // (switch_to_super_page, ih 0).
+        for (start, end) in replaced {
+            self.flush_range(&mut st, dom.0, start, end, false);
+        }
+        if sync_map {
             self.flush_range_np(&mut st, dom.0, iova, last);
         }
         Ok(())

@@ -48,6 +48,7 @@ impl IntelDriver {
         }
         let s1: iommu_hwpt_vtd_s1 =
             copy_blob(data.data_type, IOMMU_HWPT_DATA_VTD_S1, data.uptr, data.len)?;
+        self.mem.fail_point()?;
         let id = st.alloc_domain_id();
         st.domains.insert(
             id,

@@ -18,7 +18,14 @@ pub(crate) struct SsPageTable {
     pub(crate) levels: u8,
 }
 
-/// Level whose entries each cover `1 << shift(level)` bytes.
+/// A map call that failed part-way; what it had mapped is unmapped again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct MapError {
+    pub(crate) errno: Errno,
+    /// Bytes that had been mapped (and were taken back).
+    pub(crate) mapped: u64,
+}
+
 /// What every leaf of one map call carries.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct LeafAttrs {
@@ -28,6 +35,7 @@ pub(crate) struct LeafAttrs {
     pub(crate) snoop: bool,
 }
 
+/// Level whose entries each cover `1 << shift(level)` bytes.
 fn shift(level: u8) -> u32 {
     12 + 9 * (level as u32 - 1)
 }
@@ -41,15 +49,20 @@ fn is_leaf(value: u64, level: u8) -> bool {
 }
 
 impl SsPageTable {
-    pub(crate) fn new(mem: &HostMem, levels: u8) -> Self {
-        Self {
-            root: mem.alloc_page(),
+    pub(crate) fn new(mem: &HostMem, levels: u8) -> Result<Self, Errno> {
+        Ok(Self {
+            root: mem.try_alloc_page()?,
             levels,
-        }
+        })
     }
 
     /// Map `[iova, iova + len)` to `paddr` with leaves like `attrs`, using pages from
     /// `sizes` (largest first where alignment allows).
+    ///
+    /// A superpage goes where a lower-level table was left behind by earlier unmaps (unmap
+    /// frees only tables it covers whole, as Linux does): the table is freed and the
+    /// superpage's range returned, for the caller to flush with IH clear
+    /// (switch_to_super_page). iommufd never maps over present leaves.
     pub(crate) fn map(
         &self,
         mem: &HostMem,
@@ -58,11 +71,34 @@ impl SsPageTable {
         len: u64,
         attrs: LeafAttrs,
         sizes: &[PageSize],
+    ) -> Result<Vec<(u64, u64)>, MapError> {
+        let mut replaced = Vec::new();
+        let mut off = 0;
+        match self.map_leaves(mem, iova, paddr, len, attrs, sizes, &mut replaced, &mut off) {
+            Ok(()) => Ok(replaced),
+            Err(errno) => {
+                // Take back what this call mapped, as iommu_map does on failure.
+                self.unmap(mem, iova, off);
+                Err(MapError { errno, mapped: off })
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn map_leaves(
+        &self,
+        mem: &HostMem,
+        iova: u64,
+        paddr: u64,
+        len: u64,
+        attrs: LeafAttrs,
+        sizes: &[PageSize],
+        replaced: &mut Vec<(u64, u64)>,
+        off: &mut u64,
     ) -> Result<(), Errno> {
         let LeafAttrs { prot, snoop } = attrs;
-        let mut off = 0;
-        while off < len {
-            let (va, pa) = (iova + off, paddr + off);
+        while *off < len {
+            let (va, pa) = (iova + *off, paddr + *off);
             let size = sizes
                 .iter()
                 .rev()
@@ -70,11 +106,17 @@ impl SsPageTable {
                 .find(|s| {
                     va % s.bytes() == 0
                         && pa % s.bytes() == 0
-                        && len - off >= s.bytes()
+                        && len - *off >= s.bytes()
                         && self.leaf_slot_free(mem, va, *s)
                 })
                 .unwrap_or(PageSize::Size4K);
             let slot = self.slot_for(mem, va, size.level())?;
+            let old = mem.read_u64(slot).map_err(|_| Errno::ENOMEM)?;
+            if present(old) && !is_leaf(old, size.level()) {
+                let _ = mem.write_u64(slot, 0);
+                free_tree(mem, old & SsEntry::ADDR_MASK, size.level() - 1);
+                replaced.push((va, va + size.bytes() - 1));
+            }
             let mut leaf = SsEntry::leaf(
                 pa,
                 size,
@@ -86,25 +128,26 @@ impl SsPageTable {
                 leaf |= SsEntry::SNP;
             }
             mem.write_u64(slot, leaf).map_err(|_| Errno::ENOMEM)?;
-            off += size.bytes();
+            *off += size.bytes();
         }
         Ok(())
     }
 
-    /// True when a leaf of `size` can go at `va` (no table already there).
+    /// True when a leaf of `size` can go at `va`: no leaf there or above it. A table at
+    /// the leaf's own level is fine (it is replaced).
     fn leaf_slot_free(&self, mem: &HostMem, va: u64, size: PageSize) -> bool {
         let mut table = self.root;
         for level in (size.level()..=self.levels).rev() {
             let slot = table + 8 * table_index(va, level);
             let value = mem.read_u64(slot).unwrap_or(0);
-            if level == size.level() {
-                return !present(value);
-            }
             if !present(value) {
                 return true;
             }
             if is_leaf(value, level) {
                 return false;
+            }
+            if level == size.level() {
+                return true;
             }
             table = value & SsEntry::ADDR_MASK;
         }
@@ -120,7 +163,7 @@ impl SsPageTable {
             table = if present(value) {
                 value & SsEntry::ADDR_MASK
             } else {
-                let next = mem.alloc_page();
+                let next = mem.try_alloc_page()?;
                 mem.write_u64(slot, SsEntry::table(next, true, true).into_bits())
                     .map_err(|_| Errno::ENOMEM)?;
                 next
@@ -168,9 +211,10 @@ impl SsPageTable {
         None
     }
 
-    /// Clear the leaves mapping `[iova, iova + len)` and free tables left empty. Returns
-    /// the bytes unmapped and whether any table page was freed (so paging-structure caches
-    /// must be invalidated too).
+    /// Clear the leaves mapping `[iova, iova + len)` and free the tables whose whole span
+    /// lies inside the range (dma_pte_clear_level: a table only partly covered stays, even
+    /// when it is left empty). Returns the bytes unmapped and whether any table page was
+    /// freed (so paging-structure caches must be invalidated too: IH clear).
     pub(crate) fn unmap(&self, mem: &HostMem, iova: u64, len: u64) -> (u64, bool) {
         let mut unmapped = 0;
         let mut leaves = Vec::new();
@@ -179,34 +223,38 @@ impl SsPageTable {
             let _ = mem.write_u64(slot, 0);
             unmapped += size.bytes();
         }
-        let freed = self.free_empty(mem, self.root, self.levels, iova, len);
+        let end = iova as u128 + len as u128;
+        let freed = self.free_covered(mem, self.root, self.levels, iova as u128, end);
         (unmapped, freed)
     }
 
-    /// Free every table under `table` (at `level`) covering `[iova, iova + len)` whose
-    /// entries are all clear. Returns whether any was freed.
-    fn free_empty(&self, mem: &HostMem, table: u64, level: u8, iova: u64, len: u64) -> bool {
+    /// Free every table under `table` (at `level`) whose span lies inside `[start, end)`;
+    /// recurse into tables only partly inside. Returns whether any was freed.
+    fn free_covered(&self, mem: &HostMem, table: u64, level: u8, start: u128, end: u128) -> bool {
         if level == 1 {
             return false;
         }
         let mut freed = false;
-        let span = 1u64 << shift(level);
-        let end = iova.saturating_add(len);
-        let mut va = iova;
+        let span = 1u128 << shift(level);
+        // The part of the address space this table translates.
+        let mut va = start;
         while va < end {
-            let slot = table + 8 * table_index(va, level);
+            let base = va & !(span - 1);
+            let slot = table + 8 * table_index(va as u64, level);
             let value = mem.read_u64(slot).unwrap_or(0);
             if present(value) && !is_leaf(value, level) {
                 let child = value & SsEntry::ADDR_MASK;
-                freed |= self.free_empty(mem, child, level - 1, va, end - va);
-                if table_is_empty(mem, child) {
+                if base >= start && base + span <= end {
                     let _ = mem.write_u64(slot, 0);
-                    mem.free_page(child);
+                    free_tree(mem, child, level - 1);
                     freed = true;
+                } else {
+                    freed |= self.free_covered(mem, child, level - 1, va, end.min(base + span));
                 }
             }
-            va = (va & !(span - 1)).saturating_add(span);
-            if va == 0 {
+            va = base + span;
+            if table_index(va as u64, level) == 0 {
+                // Past the last entry of this table.
                 break;
             }
         }
@@ -217,10 +265,6 @@ impl SsPageTable {
     pub(crate) fn destroy(&self, mem: &HostMem) {
         free_tree(mem, self.root, self.levels);
     }
-}
-
-fn table_is_empty(mem: &HostMem, table: u64) -> bool {
-    (0..512).all(|i| mem.read_u64(table + 8 * i).map_or(true, |v| !present(v)))
 }
 
 fn free_tree(mem: &HostMem, table: u64, level: u8) {
@@ -245,7 +289,7 @@ mod tests {
     #[test]
     fn aligned_range_uses_large_pages() {
         let mem = HostMem::new();
-        let pt = SsPageTable::new(&mem, 4);
+        let pt = SsPageTable::new(&mem, 4).unwrap();
         pt.map(
             &mem,
             0x4020_0000,
@@ -266,7 +310,7 @@ mod tests {
     #[test]
     fn misaligned_output_falls_back_to_4k_pages() {
         let mem = HostMem::new();
-        let pt = SsPageTable::new(&mem, 4);
+        let pt = SsPageTable::new(&mem, 4).unwrap();
         pt.map(
             &mem,
             0x4020_0000,
@@ -283,12 +327,49 @@ mod tests {
     }
 
     #[test]
-    fn unmap_clears_leaves_and_frees_empty_tables() {
+    fn unmap_keeps_a_table_it_covers_only_in_part() {
         let mem = HostMem::new();
-        let pt = SsPageTable::new(&mem, 4);
+        let pt = SsPageTable::new(&mem, 4).unwrap();
+        let attrs = LeafAttrs {
+            prot: RW,
+            snoop: false,
+        };
+        pt.map(&mem, 0x1000, 0x5000, 0x2000, attrs, &ALL).unwrap();
+        let before = mem.kernel_pages();
+        let (unmapped, freed) = pt.unmap(&mem, 0x1000, 0x2000);
+        assert_eq!(unmapped, 0x2000);
+        assert!(!freed);
+        assert!(pt.leaf_at(&mem, 0x1000).is_none());
+        assert_eq!(mem.kernel_pages(), before);
+    }
+
+    #[test]
+    fn a_superpage_replaces_a_leftover_table() {
+        let mem = HostMem::new();
+        let pt = SsPageTable::new(&mem, 4).unwrap();
+        let attrs = LeafAttrs {
+            prot: RW,
+            snoop: false,
+        };
+        pt.map(&mem, 0x20_0000, 0x40_0000, 0x1000, attrs, &ALL)
+            .unwrap();
+        pt.unmap(&mem, 0x20_0000, 0x1000);
+        let before = mem.kernel_pages();
+        let replaced = pt
+            .map(&mem, 0x20_0000, 0x40_0000, 2 << 20, attrs, &ALL)
+            .unwrap();
+        assert_eq!(replaced, [(0x20_0000, 0x3F_FFFF)]);
+        assert_eq!(pt.leaf_at(&mem, 0x20_0000).unwrap().2, PageSize::Size2M);
+        assert_eq!(mem.kernel_pages(), before - 1);
+    }
+
+    #[test]
+    fn unmap_frees_the_tables_it_covers_whole() {
+        let mem = HostMem::new();
+        let pt = SsPageTable::new(&mem, 4).unwrap();
         pt.map(
             &mem,
-            0x1000,
+            0,
             0x5000,
             0x2000,
             LeafAttrs {
@@ -299,10 +380,10 @@ mod tests {
         )
         .unwrap();
         let before = mem.kernel_pages();
-        let (unmapped, freed) = pt.unmap(&mem, 0x1000, 0x2000);
+        let (unmapped, freed) = pt.unmap(&mem, 0, 2 << 20);
         assert_eq!(unmapped, 0x2000);
         assert!(freed);
         assert!(pt.leaf_at(&mem, 0x1000).is_none());
-        assert!(mem.kernel_pages() < before);
+        assert_eq!(mem.kernel_pages(), before - 1);
     }
 }

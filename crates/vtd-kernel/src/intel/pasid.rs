@@ -3,12 +3,13 @@
 
 use vtd_iommufd::Errno;
 use vtd_spec::inv::{
-    DevTlbInvDesc, IotlbInvDesc, PasidCacheGranularity, PasidCacheInvDesc, PasidDevTlbInvDesc,
-    PasidIotlbGranularity, PasidIotlbInvDesc, RawDescriptor,
+    PasidCacheGranularity, PasidCacheInvDesc, PasidIotlbGranularity, PasidIotlbInvDesc,
+    RawDescriptor,
 };
 use vtd_spec::pasid::{Fspm, PasidEntry, PasidEntryHi, PasidEntryLo, Pgtt};
-use vtd_spec::regs::IotlbGranularity;
+use vtd_spec::regs::Cap;
 
+use super::cache::{devtlb_raw, iotlb_desc};
 use super::tables::Tables;
 use super::{IntelDriver, State};
 
@@ -35,30 +36,13 @@ pub(crate) fn piotlb_pasid(did: u16, pasid: u32) -> RawDescriptor {
 }
 
 /// IOTLB invalidation, domain-selective.
-pub(crate) fn iotlb_dsi(did: u16) -> RawDescriptor {
-    raw(IotlbInvDesc::new()
-        .with_g(IotlbGranularity::Domain)
-        .with_did(did)
-        .into_bits())
+pub(crate) fn iotlb_dsi(cap: &Cap, did: u16) -> RawDescriptor {
+    iotlb_desc(cap, did, None)
 }
 
 /// Device-TLB invalidation of everything for `pasid` (0: the no-PASID form).
 pub(crate) fn devtlb_all(sid: u16, pasid: u32) -> RawDescriptor {
-    let all = (1u64 << 51) - 1;
-    if pasid == 0 {
-        raw(DevTlbInvDesc::new()
-            .with_sid(sid)
-            .with_s(true)
-            .with_addr(all)
-            .into_bits())
-    } else {
-        raw(PasidDevTlbInvDesc::new()
-            .with_sid(sid)
-            .with_pasid(pasid)
-            .with_s(true)
-            .with_addr(all)
-            .into_bits())
-    }
+    devtlb_raw(sid, pasid, (1u64 << 51) - 1, true)
 }
 
 /// What a second-stage (PGTT=010b) entry needs from the domain.
@@ -212,7 +196,7 @@ impl IntelDriver {
         let mut descs = vec![pasid_cache_psi(did, pasid)];
         descs.push(match pgtt {
             Pgtt::PassThrough | Pgtt::FirstStage => piotlb_pasid(did, pasid),
-            _ => iotlb_dsi(did),
+            _ => iotlb_dsi(&self.hw[info.unit].cap, did),
         });
         if st.ats_enabled[dev] {
             descs.push(devtlb_all(info.sid, pasid));
@@ -242,7 +226,10 @@ impl IntelDriver {
         let _ = vtd_model::PhysMem::write_u64(&*self.mem, addr, w0);
         let did = entry.lo.did();
         let info = self.devices[dev];
-        let mut descs = vec![pasid_cache_psi(did, pasid), iotlb_dsi(did)];
+        let mut descs = vec![
+            pasid_cache_psi(did, pasid),
+            iotlb_dsi(&self.hw[info.unit].cap, did),
+        ];
         if st.ats_enabled[dev] {
             descs.push(devtlb_all(info.sid, pasid));
         }

@@ -100,17 +100,22 @@ impl Tables {
             return None;
         }
         let dir_addr = dir.dir;
-        let table = *dir.tables.entry(index).or_insert_with(|| {
-            let table = mem.alloc_page();
-            let pde = PasidDirEntry::new()
-                .with_p(true)
-                .with_smptblptr(table >> 12);
-            let _ = mem.write_u64(
-                dir_addr + index as u64 * PASID_DIR_ENTRY_BYTES,
-                pde.into_bits(),
-            );
-            table
-        });
+        let table = match dir.tables.get(&index) {
+            Some(&table) => table,
+            None => {
+                // A failed allocation leaves no entry: the caller reports ENODEV.
+                let table = mem.try_alloc_page().ok()?;
+                let pde = PasidDirEntry::new()
+                    .with_p(true)
+                    .with_smptblptr(table >> 12);
+                let _ = mem.write_u64(
+                    dir_addr + index as u64 * PASID_DIR_ENTRY_BYTES,
+                    pde.into_bits(),
+                );
+                dir.tables.insert(index, table);
+                table
+            }
+        };
         Some(table + vtd_spec::pasid::table_index(pasid) as u64 * PASID_ENTRY_BYTES)
     }
 

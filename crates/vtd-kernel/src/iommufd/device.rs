@@ -65,8 +65,9 @@ impl Ictx {
         if !platform.msi_isolated(dev) && !platform.allow_unsafe_interrupts {
             return Err(Errno::EPERM);
         }
-        platform.driver().block_dev(dev);
         let mut st = self.lock();
+        platform.mem.fail_point()?;
+        platform.driver().block_dev(dev);
         let id = st.insert(ObjKind::Device(Device {
             dev,
             attached: None,

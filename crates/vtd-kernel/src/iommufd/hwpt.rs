@@ -53,6 +53,8 @@ impl Ictx {
         if flags.contains(HwptAllocFlags::DIRTY_TRACKING) && !driver.dirty_tracking_capable(dev) {
             return Err(Errno::EOPNOTSUPP);
         }
+        // The HWPT object comes before the driver's domain.
+        mem.fail_point()?;
         let dom = driver.domain_alloc_user(dev, flags.bits(), None, data)?;
         let enforce = driver.enforce_cache_coherency_capable(dev);
         if enforce && driver.enforce_cache_coherency(dom).is_err() {
@@ -83,10 +85,12 @@ impl Ictx {
 
     /// Create a nested HWPT on the paging HWPT `parent_id` (`iommufd_hwpt_nested_alloc`,
     /// KS §3.4).
+    #[allow(clippy::too_many_arguments)]
     fn hwpt_nested_alloc(
         &self,
         st: &mut State,
         driver: &dyn IommuDriver,
+        mem: &HostMem,
         dev: DevIndex,
         parent_id: u32,
         flags: u32,
@@ -100,6 +104,7 @@ impl Ictx {
             return Err(Errno::EINVAL);
         }
         let parent_dom = parent.domain;
+        mem.fail_point()?;
         let dom = driver.domain_alloc_user(dev, 0, Some(parent_dom), Some(data))?;
         if !matches!(driver.domain_kind(dom), DomainKind::Nested { .. }) {
             driver.domain_free(dom);
@@ -154,7 +159,15 @@ impl Ictx {
                     uptr: 0,
                     len: 0,
                 });
-                self.hwpt_nested_alloc(&mut st, driver, dev, cmd.pt_id, cmd.flags, data)?
+                self.hwpt_nested_alloc(
+                    &mut st,
+                    driver,
+                    &platform.mem,
+                    dev,
+                    cmd.pt_id,
+                    cmd.flags,
+                    data,
+                )?
             }
             _ => return Err(Errno::EINVAL),
         };

@@ -387,6 +387,10 @@ impl Ioas {
         fixed: Option<u64>,
         prot: Prot,
     ) -> Result<u64, Errno> {
+        // iopt_alloc_area_pages allocates every area before it looks at the IOVA.
+        for _ in pieces {
+            mem.fail_point()?;
+        }
         let length = pieces
             .iter()
             .try_fold(0u64, |acc, p| acc.checked_add(p.length))
@@ -541,6 +545,11 @@ impl Ioas {
         }
         if geometry.aperture_last != u64::MAX {
             self.reserve(geometry.aperture_last + 1, u64::MAX, Owner::Domain(hwpt))?;
+        }
+        // The domain's slot in the IOAS's list (xa_reserve).
+        if let Err(e) = mem.fail_point() {
+            self.unreserve(Owner::Domain(hwpt));
+            return Err(e);
         }
         let first = self.domains.is_empty();
         let keys: Vec<u64> = self.areas.keys().copied().collect();
@@ -707,6 +716,7 @@ impl Ictx {
         }
         let platform = self.platform()?;
         let mut st = self.lock();
+        platform.mem.fail_point()?;
         let id = st.insert(ObjKind::Ioas(Ioas::default()));
         cmd.out_ioas_id = id;
         encode(buf, &cmd);
@@ -787,6 +797,8 @@ impl Ictx {
             cmd.length,
             flags.contains(MapFlags::WRITEABLE),
         )?];
+        // The pages object's allocation.
+        platform.mem.fail_point()?;
         let fixed = flags.contains(MapFlags::FIXED_IOVA).then_some(cmd.iova);
         cmd.iova = ioas.map_pieces(
             platform.driver(),

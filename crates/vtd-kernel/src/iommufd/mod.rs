@@ -92,6 +92,9 @@ pub(crate) struct State {
     pub(crate) objects: BTreeMap<u32, Obj>,
     /// `IOMMU_VFIO_IOAS` compat IOAS.
     pub(crate) vfio_ioas: Option<u32>,
+    /// IOMMU_OPTION_RLIMIT_MODE: pinned pages are accounted to the mm (1) rather than the
+    /// user (0). Kept for GET; the simulation accounts nothing.
+    pub(crate) account_mm: bool,
 }
 
 impl State {
@@ -173,6 +176,9 @@ struct Op {
     handler: Handler,
 }
 
+/// Slots of the dispatch table (0x80..=0x8e; IOMMU_TEST_CMD is not simulated).
+const TABLE_LEN: u32 = 15;
+
 /// The dispatch table: index = nr - 0x80; `None` is a hole (ENOTTY).
 fn op(nr: u32) -> Option<Op> {
     let (size, min_size, handler): (usize, usize, Handler) = match nr {
@@ -203,6 +209,8 @@ fn op(nr: u32) -> Option<Op> {
 /// One open iommufd (`struct iommufd_ctx`).
 pub struct Ictx {
     pub(crate) platform: Weak<PlatformInner>,
+    /// This context, for the files that hold a reference on it (fault queues).
+    this: Weak<Ictx>,
     state: Mutex<State>,
     fd: AtomicI32,
 }
@@ -231,9 +239,10 @@ impl Drop for Ictx {
 }
 
 impl Ictx {
-    pub(crate) fn new(platform: Weak<PlatformInner>) -> Self {
+    pub(crate) fn new(platform: Weak<PlatformInner>, this: Weak<Ictx>) -> Self {
         Self {
             platform,
+            this,
             state: Mutex::new(State::default()),
             fd: AtomicI32::new(-1),
         }
@@ -255,8 +264,10 @@ impl Ictx {
     pub(crate) fn ioctl(&self, request: u64, arg: u64) -> Result<i32, Errno> {
         let nr = (request & 0xFF) as u32;
         let ty = ((request >> 8) & 0xFF) as u8;
-        if !(IOMMUFD_CMD_BASE..IOMMUFD_CMD_BASE + 0x21).contains(&nr) {
-            // The VFIO container compatibility layer: not simulated.
+        // The table of a kernel without CONFIG_IOMMUFD_TEST ends at 0x8e; everything else
+        // goes to the VFIO container compatibility layer before the argument is read.
+        if !(IOMMUFD_CMD_BASE..IOMMUFD_CMD_BASE + TABLE_LEN).contains(&nr) {
+            // The compatibility layer itself is not simulated: every command is ENOTTY.
             return Err(Errno::ENOTTY);
         }
         let size: u32 = read_user(arg)?;
@@ -381,9 +392,9 @@ impl Ictx {
                     return Err(Errno::EOPNOTSUPP);
                 }
                 match cmd.op {
-                    GET => cmd.val64 = 0,
+                    GET => cmd.val64 = st.account_mm as u64,
                     SET if !st.objects.is_empty() => return Err(Errno::EBUSY),
-                    SET if cmd.val64 <= 1 => {}
+                    SET if cmd.val64 <= 1 => st.account_mm = cmd.val64 == 1,
                     SET => return Err(Errno::EINVAL),
                     _ => return Err(Errno::EOPNOTSUPP),
                 }
@@ -437,23 +448,41 @@ impl Ictx {
         }
     }
 
-    /// IOMMU_FAULT_QUEUE_ALLOC: a FAULT object and the descriptor of its queue. Page
-    /// requests are not simulated, so the queue never delivers anything.
+    /// IOMMU_FAULT_QUEUE_ALLOC: a FAULT object and the descriptor of its queue. The open
+    /// descriptor holds a reference on the object (DESTROY is EBUSY until it is closed
+    /// with [`crate::Platform::close_fd`]) and on the context. Page requests are not
+    /// simulated, so the queue never delivers anything.
     fn fault_queue_alloc_ioctl(&self, buf: &mut [u8], arg: u64) -> Result<(), Errno> {
         let flags = u32::from_le_bytes(buf[4..8].try_into().unwrap_or_default());
         if flags != 0 {
             return Err(Errno::EOPNOTSUPP);
         }
         let platform = self.platform()?;
-        let id = self.lock().insert(ObjKind::Fault);
-        let fd = platform.files.insert(crate::files::OpenFile::Fault);
+        let ctx = self.this.upgrade().ok_or(Errno::ENODEV)?;
+        let id = {
+            let mut st = self.lock();
+            platform.mem.fail_point()?;
+            let id = st.insert(ObjKind::Fault);
+            st.add_user(id);
+            id
+        };
+        let fd = platform
+            .files
+            .insert(crate::files::OpenFile::Fault { ctx, id });
         buf[8..12].copy_from_slice(&id.to_le_bytes());
         buf[12..16].copy_from_slice(&fd.to_le_bytes());
         if let Err(e) = Self::respond(buf, arg) {
             self.lock().objects.remove(&id);
-            platform.files.remove(fd);
+            // The descriptor was never installed; dropping it drops its context reference
+            // (never the last one: the caller's file holds another).
+            drop(platform.files.remove(fd));
             return Err(e);
         }
         Ok(())
+    }
+
+    /// The fault queue's descriptor of FAULT `id` was closed: drop its reference.
+    pub(crate) fn fault_file_closed(&self, id: u32) {
+        self.lock().drop_user(id);
     }
 }
