@@ -39,6 +39,14 @@ pub enum Call {
     VfioAttachPt,
     /// `VFIO_DEVICE_DETACH_IOMMUFD_PT`.
     VfioDetachPt,
+    /// `VFIO_DEVICE_GET_INFO`.
+    VfioGetInfo,
+    /// `VFIO_DEVICE_GET_REGION_INFO`.
+    VfioGetRegionInfo,
+    /// `pread(2)` of a VFIO device region.
+    VfioRegionRead,
+    /// `pwrite(2)` of a VFIO device region.
+    VfioRegionWrite,
 }
 
 impl fmt::Display for Call {
@@ -60,6 +68,10 @@ impl fmt::Display for Call {
             Call::VfioBindIommufd => "VFIO_DEVICE_BIND_IOMMUFD",
             Call::VfioAttachPt => "VFIO_DEVICE_ATTACH_IOMMUFD_PT",
             Call::VfioDetachPt => "VFIO_DEVICE_DETACH_IOMMUFD_PT",
+            Call::VfioGetInfo => "VFIO_DEVICE_GET_INFO",
+            Call::VfioGetRegionInfo => "VFIO_DEVICE_GET_REGION_INFO",
+            Call::VfioRegionRead => "pread(VFIO region)",
+            Call::VfioRegionWrite => "pwrite(VFIO region)",
         })
     }
 }
@@ -91,6 +103,16 @@ pub enum Error {
     /// A length does not fit the uAPI's 32-bit fields.
     #[error("{0}: too many entries for one call")]
     TooMany(Call),
+    /// A region read or write moved fewer bytes than asked.
+    #[error("{call}: {done} of {wanted} bytes")]
+    Short {
+        /// Which call.
+        call: Call,
+        /// Bytes moved.
+        done: usize,
+        /// Bytes asked for.
+        wanted: usize,
+    },
 }
 
 impl Error {

@@ -24,6 +24,21 @@ pub trait IoctlFd {
     /// The file-descriptor number, which `VFIO_DEVICE_BIND_IOMMUFD` takes to name the
     /// iommufd.
     fn fd_number(&self) -> i32;
+
+    /// `pread(2)`: read up to `buf.len()` bytes at file offset `offset`; a VFIO device
+    /// file reads its regions (config space, BARs) this way. The default is a file
+    /// without a read operation, which Linux answers with EINVAL.
+    fn pread(&self, buf: &mut [u8], offset: u64) -> Result<usize, Errno> {
+        let _ = (buf, offset);
+        Err(Errno::EINVAL)
+    }
+
+    /// `pwrite(2)`: write `data` at file offset `offset`. The default is a file without
+    /// a write operation (EINVAL).
+    fn pwrite(&self, data: &[u8], offset: u64) -> Result<usize, Errno> {
+        let _ = (data, offset);
+        Err(Errno::EINVAL)
+    }
 }
 
 impl IoctlFd for std::fs::File {
@@ -37,6 +52,23 @@ impl IoctlFd for std::fs::File {
     fn fd_number(&self) -> i32 {
         self.as_raw_fd()
     }
+
+    fn pread(&self, buf: &mut [u8], offset: u64) -> Result<usize, Errno> {
+        let offset = libc::off_t::try_from(offset).map_err(|_| Errno::EINVAL)?;
+        // SAFETY: `buf` is a live, exclusively borrowed buffer of `buf.len()` bytes; the
+        // descriptor is owned by `self` and open for the call.
+        let n =
+            unsafe { libc::pread(self.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), offset) };
+        usize::try_from(n).map_err(|_| Errno::last())
+    }
+
+    fn pwrite(&self, data: &[u8], offset: u64) -> Result<usize, Errno> {
+        let offset = libc::off_t::try_from(offset).map_err(|_| Errno::EINVAL)?;
+        // SAFETY: `data` is a live buffer of `data.len()` bytes the kernel only reads; the
+        // descriptor is owned by `self` and open for the call.
+        let n = unsafe { libc::pwrite(self.as_raw_fd(), data.as_ptr().cast(), data.len(), offset) };
+        usize::try_from(n).map_err(|_| Errno::last())
+    }
 }
 
 macro_rules! forward_ioctl_fd {
@@ -49,6 +81,14 @@ macro_rules! forward_ioctl_fd {
 
             fn fd_number(&self) -> i32 {
                 (**self).fd_number()
+            }
+
+            fn pread(&self, buf: &mut [u8], offset: u64) -> Result<usize, Errno> {
+                (**self).pread(buf, offset)
+            }
+
+            fn pwrite(&self, data: &[u8], offset: u64) -> Result<usize, Errno> {
+                (**self).pwrite(data, offset)
             }
         }
     )*};

@@ -48,6 +48,10 @@ pub const IOMMU_TEST_CMD: u64 = io(0xa0);
 
 /// First VFIO command number.
 pub const VFIO_BASE: u32 = 100;
+/// `VFIO_DEVICE_GET_INFO`.
+pub const VFIO_DEVICE_GET_INFO: u64 = io(VFIO_BASE + 7);
+/// `VFIO_DEVICE_GET_REGION_INFO`.
+pub const VFIO_DEVICE_GET_REGION_INFO: u64 = io(VFIO_BASE + 8);
 /// `VFIO_DEVICE_BIND_IOMMUFD`.
 pub const VFIO_DEVICE_BIND_IOMMUFD: u64 = io(VFIO_BASE + 18);
 /// `VFIO_DEVICE_ATTACH_IOMMUFD_PT`.
@@ -70,5 +74,7 @@ mod tests {
         assert_eq!(VFIO_DEVICE_ATTACH_IOMMUFD_PT, 0x3B77);
         assert_eq!(VFIO_DEVICE_DETACH_IOMMUFD_PT, 0x3B78);
         assert_eq!(IOMMU_TEST_CMD, 0x3BA0);
+        assert_eq!(VFIO_DEVICE_GET_INFO, 0x3B6B);
+        assert_eq!(VFIO_DEVICE_GET_REGION_INFO, 0x3B6C);
     }
 }

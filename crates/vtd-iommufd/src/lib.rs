@@ -9,6 +9,8 @@
 //! - [`VfioDevice`]: binding a VFIO cdev to an iommufd, attaching and detaching it.
 //! - [`vtd`]: hw_info decoded into `vtd-spec`'s CAP/ECAP and the SPR17 erratum flag,
 //!   stage-1 data for nested HWPTs, stage-1 invalidation entries.
+//! - [`selftest`]: `IOMMU_TEST_CMD` and the mock driver's data, for kernels built with
+//!   `CONFIG_IOMMUFD_TEST` (and the simulation's equivalent option).
 //! - [`Ioas`] and [`Hwpt`]: owners that destroy their object on drop, in dependency order.
 
 pub mod errno;
@@ -17,8 +19,9 @@ mod fd;
 pub mod ioctl;
 mod iommufd;
 mod object;
+pub mod selftest;
 pub mod uapi;
-mod vfio;
+pub mod vfio;
 pub mod vtd;
 
 pub use errno::Errno;
@@ -26,5 +29,5 @@ pub use error::{Call, Error, Result};
 pub use fd::IoctlFd;
 pub use iommufd::{Iommufd, IovaRanges};
 pub use object::{Hwpt, HwptParent, Ioas};
-pub use vfio::VfioDevice;
+pub use vfio::{VfioDevice, VfioDeviceInfo, VfioRegionInfo};
 pub use vtd::{HwInfo, VtdHwInfo, VtdS1, VtdS1Invalidate};

@@ -14,6 +14,7 @@ pub use iommufd_bindings::{
 };
 pub use vfio_bindings::bindings::vfio::{
     vfio_device_attach_iommufd_pt, vfio_device_bind_iommufd, vfio_device_detach_iommufd_pt,
+    vfio_device_info, vfio_region_info,
 };
 
 /// `IOMMU_HWPT_DATA_NONE`.

@@ -47,7 +47,10 @@ pub enum DomainKind {
 /// The IOVA geometry of a paging domain.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DomainGeometry {
-    /// Last IOVA the domain can translate (the aperture is `[0, aperture_last]`).
+    /// First IOVA the domain can translate.
+    pub aperture_start: u64,
+    /// Last IOVA the domain can translate (the aperture is
+    /// `[aperture_start, aperture_last]`).
     pub aperture_last: u64,
     /// Supported page sizes as a bitmap of sizes.
     pub page_sizes: u64,

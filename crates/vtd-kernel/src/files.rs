@@ -7,10 +7,17 @@ use std::sync::{Arc, Mutex, Weak};
 
 use vtd_iommufd::ioctl::{
     VFIO_DEVICE_ATTACH_IOMMUFD_PT, VFIO_DEVICE_BIND_IOMMUFD, VFIO_DEVICE_DETACH_IOMMUFD_PT,
+    VFIO_DEVICE_GET_INFO, VFIO_DEVICE_GET_REGION_INFO,
 };
 use vtd_iommufd::uapi::{
     vfio_device_attach_iommufd_pt, vfio_device_bind_iommufd, vfio_device_detach_iommufd_pt,
 };
+use vtd_iommufd::vfio::{
+    VFIO_DEVICE_FLAGS_PCI, VFIO_PCI_BAR0_REGION_INDEX, VFIO_PCI_CONFIG_REGION_INDEX,
+    VFIO_REGION_INFO_FLAG_MMAP, VFIO_REGION_INFO_FLAG_READ, VFIO_REGION_INFO_FLAG_WRITE,
+};
+
+use crate::edu::{DmaOp, EDU_BAR0_SIZE, EDU_CONFIG_SIZE, Edu};
 use vtd_iommufd::{Errno, IoctlFd};
 
 use crate::iommufd::Ictx;
@@ -127,16 +134,28 @@ pub struct VfioDeviceFile {
     dev: usize,
     fd: i32,
     bound: Mutex<Option<Binding>>,
+    /// The device model behind the regions, for an `edu` device.
+    edu: Option<Mutex<Edu>>,
 }
+
+/// vfio-pci's region count (BARs 0–5, ROM, config, VGA) and interrupt types.
+const VFIO_PCI_NUM_REGIONS: u32 = 9;
+const VFIO_PCI_NUM_IRQS: u32 = 5;
+/// Region `index` starts at `index << 40` in the device file (VFIO_PCI_INDEX_TO_OFFSET).
+const REGION_SHIFT: u32 = 40;
+/// vfio-pci's VGA region index, which exists only for VGA devices.
+const VFIO_PCI_VGA_REGION_INDEX: u32 = 8;
 
 impl VfioDeviceFile {
     pub(crate) fn open(platform: &Arc<PlatformInner>, dev: usize) -> Self {
         let fd = platform.files.insert(OpenFile::Vfio);
+        let edu = platform.devices[dev].edu.then(|| Mutex::new(Edu::new()));
         Self {
             platform: Arc::clone(platform),
             dev,
             fd,
             bound: Mutex::new(None),
+            edu,
         }
     }
 
@@ -220,6 +239,142 @@ impl VfioDeviceFile {
         Ok(0)
     }
 
+    /// VFIO_DEVICE_GET_INFO (vfio_pci_ioctl_get_info): a PCI device with vfio-pci's
+    /// fixed region and interrupt counts; reset is not offered. Writes back the 16 bytes
+    /// up to `num_irqs`.
+    fn get_info(&self, arg: u64) -> Result<i32, Errno> {
+        let argsz: u32 = read_user(arg)?;
+        if argsz < 16 {
+            return Err(Errno::EINVAL);
+        }
+        let out = [
+            argsz,
+            VFIO_DEVICE_FLAGS_PCI,
+            VFIO_PCI_NUM_REGIONS,
+            VFIO_PCI_NUM_IRQS,
+        ];
+        let bytes: Vec<u8> = out.iter().flat_map(|v| v.to_le_bytes()).collect();
+        copy_to_user(arg, &bytes)?;
+        Ok(0)
+    }
+
+    /// The size and flags of region `index` (0 size: absent).
+    fn region(&self, index: u32) -> Result<(u64, u32), Errno> {
+        let rw = VFIO_REGION_INFO_FLAG_READ | VFIO_REGION_INFO_FLAG_WRITE;
+        match index {
+            VFIO_PCI_CONFIG_REGION_INDEX => Ok((EDU_CONFIG_SIZE, rw)),
+            VFIO_PCI_BAR0_REGION_INDEX if self.edu.is_some() => {
+                Ok((EDU_BAR0_SIZE, rw | VFIO_REGION_INFO_FLAG_MMAP))
+            }
+            VFIO_PCI_VGA_REGION_INDEX => Err(Errno::EINVAL),
+            i if i < VFIO_PCI_NUM_REGIONS => Ok((0, 0)),
+            _ => Err(Errno::EINVAL),
+        }
+    }
+
+    /// VFIO_DEVICE_GET_REGION_INFO (vfio_pci_ioctl_get_region_info).
+    fn get_region_info(&self, arg: u64) -> Result<i32, Errno> {
+        let [argsz, _flags, index, _cap]: [u32; 4] = read_user(arg)?;
+        if argsz < 32 {
+            return Err(Errno::EINVAL);
+        }
+        let (size, flags) = self.region(index)?;
+        let offset = (index as u64) << REGION_SHIFT;
+        let mut out = Vec::with_capacity(32);
+        for v in [argsz, flags, index, 0] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        out.extend_from_slice(&size.to_le_bytes());
+        out.extend_from_slice(&offset.to_le_bytes());
+        copy_to_user(arg, &out)?;
+        Ok(0)
+    }
+
+    /// The region and offset a file position names; EINVAL past a region's end.
+    fn locate(&self, pos: u64, len: usize) -> Result<(u32, u64), Errno> {
+        if self.binding().is_none() {
+            return Err(Errno::EINVAL);
+        }
+        let index = u32::try_from(pos >> REGION_SHIFT).map_err(|_| Errno::EINVAL)?;
+        let off = pos & ((1 << REGION_SHIFT) - 1);
+        let (size, _) = self.region(index)?;
+        if off >= size || len as u64 > size - off {
+            return Err(Errno::EINVAL);
+        }
+        Ok((index, off))
+    }
+
+    /// One BAR access of `size` bytes at `off`, and the DMA it starts.
+    fn bar_access(&self, edu: &Mutex<Edu>, off: u64, chunk: &mut [u8], write: bool) {
+        let mut dev = edu.lock().unwrap_or_else(|e| e.into_inner());
+        if !write {
+            let v = dev.mmio_read(off, chunk.len());
+            chunk.copy_from_slice(&v.to_le_bytes()[..chunk.len()]);
+            return;
+        }
+        let mut bytes = [0u8; 8];
+        bytes[..chunk.len()].copy_from_slice(chunk);
+        let Some(op) = dev.mmio_write(off, chunk.len(), u64::from_le_bytes(bytes)) else {
+            return;
+        };
+        // With bus mastering off the device's requests never leave it.
+        if dev.bus_master() {
+            let platform = crate::Platform {
+                inner: Arc::clone(&self.platform),
+            };
+            // A refused DMA moves nothing and still completes, as QEMU's edu does.
+            match op {
+                DmaOp::FromMemory { iova, buf_off, len } => {
+                    let mut tmp = vec![0u8; len];
+                    if platform.dma_read(self.dev, None, iova, &mut tmp).is_ok() {
+                        dev.buffer()[buf_off..buf_off + len].copy_from_slice(&tmp);
+                    }
+                }
+                DmaOp::ToMemory { iova, buf_off, len } => {
+                    let data = dev.buffer()[buf_off..buf_off + len].to_vec();
+                    let _ = platform.dma_write(self.dev, None, iova, &data);
+                }
+            }
+        }
+        dev.finish_dma();
+    }
+
+    /// read/write on the device file (vfio_pci_rw): config space, or BAR 0 in aligned
+    /// accesses of at most 8 bytes (vfio_pci_core_do_io_rw).
+    fn region_rw(&self, buf: &mut [u8], pos: u64, write: bool) -> Result<usize, Errno> {
+        let (index, off) = self.locate(pos, buf.len())?;
+        if index == VFIO_PCI_CONFIG_REGION_INDEX {
+            match (&self.edu, write) {
+                (Some(edu), false) => edu.lock().unwrap_or_else(|e| e.into_inner()).config_read(
+                    &self.platform.devices[self.dev],
+                    off,
+                    buf,
+                ),
+                (Some(edu), true) => edu
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .config_write(off, buf),
+                // A device without a model reads as absent and ignores writes.
+                (None, false) => buf.fill(0xff),
+                (None, true) => {}
+            }
+            return Ok(buf.len());
+        }
+        let edu = self.edu.as_ref().ok_or(Errno::EINVAL)?;
+        let mut done = 0;
+        while done < buf.len() {
+            let at = off + done as u64;
+            let left = buf.len() - done;
+            let size = [8usize, 4, 2, 1]
+                .into_iter()
+                .find(|&s| left >= s && at.is_multiple_of(s as u64))
+                .unwrap_or(1);
+            self.bar_access(edu, at, &mut buf[done..done + size], write);
+            done += size;
+        }
+        Ok(buf.len())
+    }
+
     /// VFIO_DEVICE_DETACH_IOMMUFD_PT (§4.2).
     fn detach(&self, arg: u64) -> Result<i32, Errno> {
         let (ctx, id) = self.bound()?;
@@ -245,15 +400,26 @@ impl IoctlFd for VfioDeviceFile {
             VFIO_DEVICE_BIND_IOMMUFD => self.bind(arg),
             VFIO_DEVICE_ATTACH_IOMMUFD_PT => self.attach(arg),
             VFIO_DEVICE_DETACH_IOMMUFD_PT => self.detach(arg),
-            // Other device ioctls on an unbound cdev are EINVAL; the rest of the VFIO
-            // device API (regions, interrupts, reset) is not simulated.
+            // Other device ioctls on an unbound cdev are EINVAL.
             _ if self.binding().is_none() => Err(Errno::EINVAL),
+            VFIO_DEVICE_GET_INFO => self.get_info(arg),
+            VFIO_DEVICE_GET_REGION_INFO => self.get_region_info(arg),
+            // Interrupts and reset are not simulated.
             _ => Err(Errno::ENOTTY),
         }
     }
 
     fn fd_number(&self) -> i32 {
         self.fd
+    }
+
+    fn pread(&self, buf: &mut [u8], offset: u64) -> Result<usize, Errno> {
+        self.region_rw(buf, offset, false)
+    }
+
+    fn pwrite(&self, data: &[u8], offset: u64) -> Result<usize, Errno> {
+        let mut tmp = data.to_vec();
+        self.region_rw(&mut tmp, offset, true)
     }
 }
 

@@ -17,12 +17,15 @@
 //! | [`intel`] | drivers/iommu/intel | the VT-d driver: tables, PASID entries, cache tags, QI |
 //! | [`hostmem`] | mm | host memory: kernel pages and pinned user memory |
 //! | `uaccess` | copy_{from,to}_user | safe access to the caller's memory |
+//! | `iommufd::selftest` | iommufd/selftest.c | `IOMMU_TEST_CMD` and the mock IOMMU driver (with [`PlatformDesc::iommufd_test`]) |
+//! | [`edu`] | QEMU hw/misc/edu.c | the `edu` device behind a VFIO file: config space, BAR 0, DMA |
 //!
 //! The semantics follow `../shared/spec/kernel-semantics.md` (KS) and
 //! `docs/iommufd-core-semantics.md`; where the simulation departs from Linux, the item
 //! says so.
 
 pub mod driver;
+pub mod edu;
 mod files;
 pub mod hostmem;
 pub mod intel;

@@ -11,6 +11,7 @@ use crate::driver::IommuDriver;
 use crate::files::{FdTable, IommufdFile, VfioDeviceFile};
 use crate::hostmem::HostMem;
 use crate::intel::IntelDriver;
+use crate::iommufd::{Drivers, MockDriver};
 
 /// A PCI device of the platform.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -25,6 +26,9 @@ pub struct DeviceDesc {
     pub pasid_bits: u8,
     /// The device has an ATS capability.
     pub ats: bool,
+    /// The device is QEMU's `edu` (1234:11e8): its VFIO file then has the config space,
+    /// BAR 0 and DMA engine of that device.
+    pub edu: bool,
 }
 
 impl DeviceDesc {
@@ -36,7 +40,14 @@ impl DeviceDesc {
             unit: 0,
             pasid_bits: 0,
             ats: false,
+            edu: false,
         }
+    }
+
+    /// The same device as QEMU's `edu` device.
+    pub fn as_edu(mut self) -> Self {
+        self.edu = true;
+        self
     }
 
     /// The same device with a PASID capability of `bits` bits.
@@ -78,6 +89,9 @@ pub struct PlatformDesc {
     /// The `allow_unsafe_interrupts` module parameter: bind devices whose unit cannot
     /// isolate MSIs (no interrupt remapping, ECAP.IR clear).
     pub allow_unsafe_interrupts: bool,
+    /// The kernel is built with `CONFIG_IOMMUFD_TEST`: `IOMMU_TEST_CMD` and the selftest's
+    /// mock IOMMU driver are there (off by default, as in distribution kernels).
+    pub iommufd_test: bool,
 }
 
 impl PlatformDesc {
@@ -92,6 +106,7 @@ impl PlatformDesc {
                 DeviceDesc::new("ssd0", 0, 4, 0).with_pasid(20).with_ats(),
             ],
             allow_unsafe_interrupts: false,
+            iommufd_test: false,
         }
     }
 
@@ -101,7 +116,26 @@ impl PlatformDesc {
             units: vec![UnitConfig::without_nesting()],
             devices: vec![DeviceDesc::new("nic0", 0, 3, 0)],
             allow_unsafe_interrupts: false,
+            iommufd_test: false,
         }
+    }
+
+    /// A machine without any VT-d unit or PCI device, whose kernel has
+    /// `CONFIG_IOMMUFD_TEST`: only the selftest's mock devices exist — the setting of the
+    /// iommufd selftests, and of a guest booted without an emulated IOMMU.
+    pub fn selftest_only() -> Self {
+        Self {
+            units: Vec::new(),
+            devices: Vec::new(),
+            allow_unsafe_interrupts: false,
+            iommufd_test: true,
+        }
+    }
+
+    /// The same machine with `CONFIG_IOMMUFD_TEST` on or off.
+    pub fn with_iommufd_test(mut self, on: bool) -> Self {
+        self.iommufd_test = on;
+        self
     }
 }
 
@@ -138,6 +172,9 @@ pub(crate) struct PlatformInner {
     pub(crate) mem: Arc<HostMem>,
     pub(crate) units: Vec<Arc<Unit<Arc<HostMem>>>>,
     pub(crate) intel: Arc<IntelDriver>,
+    /// Every driver, routed by device and domain (the Intel driver, and the mock driver
+    /// with `iommufd_test`).
+    pub(crate) drivers: Drivers,
     pub(crate) devices: Vec<DeviceDesc>,
     pub(crate) files: FdTable,
     /// For each device: bound through some VFIO file (DMA ownership claimed).
@@ -147,7 +184,12 @@ pub(crate) struct PlatformInner {
 
 impl PlatformInner {
     pub(crate) fn driver(&self) -> &dyn IommuDriver {
-        &*self.intel
+        &self.drivers
+    }
+
+    /// `CONFIG_IOMMUFD_TEST`.
+    pub(crate) fn iommufd_test(&self) -> bool {
+        self.drivers.mock.is_some()
     }
 
     /// Claim `dev` for a binding; false if it is bound already.
@@ -224,11 +266,16 @@ impl Platform {
             &desc.devices,
         ));
         let claimed = Mutex::new(vec![false; desc.devices.len()]);
+        let drivers = Drivers {
+            intel: Arc::clone(&intel),
+            mock: desc.iommufd_test.then(|| Arc::new(MockDriver::default())),
+        };
         Ok(Platform {
             inner: Arc::new(PlatformInner {
                 mem,
                 units,
                 intel,
+                drivers,
                 devices: desc.devices,
                 files: FdTable::default(),
                 claimed,

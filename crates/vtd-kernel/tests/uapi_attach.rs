@@ -148,6 +148,7 @@ fn bind_without_interrupt_remapping_is_eperm_unless_unsafe_interrupts_are_allowe
         units: vec![unit],
         devices: vec![DeviceDesc::new("nic0", 0, 3, 0)],
         allow_unsafe_interrupts: false,
+        iommufd_test: false,
     };
     let env = Env::new(desc.clone());
     let dev = env.open(0);
@@ -157,6 +158,7 @@ fn bind_without_interrupt_remapping_is_eperm_unless_unsafe_interrupts_are_allowe
     );
     let env = Env::new(PlatformDesc {
         allow_unsafe_interrupts: true,
+        iommufd_test: false,
         ..desc
     });
     let dev = env.open(0);

@@ -158,6 +158,7 @@ fn hw_info_reports_dirty_tracking_where_the_unit_has_ssads() {
         units: vec![unit_without_ssads()],
         devices: vec![DeviceDesc::new("nic0", 0, 3, 0)],
         allow_unsafe_interrupts: false,
+        iommufd_test: false,
     });
     let (_dev, id) = env.bind(0);
     let info = env.fd.get_hw_info(id).expect("IOMMU_GET_HW_INFO");

@@ -400,6 +400,7 @@ impl IommuDriver for IntelDriver {
     fn domain_geometry(&self, dom: DomainHandle) -> DomainGeometry {
         match self.lock().domains.get(&dom.0) {
             Some(Domain::Paging(d)) => DomainGeometry {
+                aperture_start: 0,
                 aperture_last: if d.gaw >= 64 {
                     u64::MAX
                 } else {
@@ -408,6 +409,7 @@ impl IommuDriver for IntelDriver {
                 page_sizes: d.page_sizes.iter().map(|s| s.bytes()).fold(0, |a, b| a | b),
             },
             _ => DomainGeometry {
+                aperture_start: 0,
                 aperture_last: 0,
                 page_sizes: 0,
             },

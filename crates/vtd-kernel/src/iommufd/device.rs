@@ -7,6 +7,7 @@
 use vtd_iommufd::Errno;
 
 use super::hwpt::{PagingAlloc, domain_of};
+use super::selftest::is_mock_dev;
 use super::{Device, Ictx, ObjKind, ObjType, Owner, State};
 use crate::driver::{DevIndex, IommuDriver};
 use crate::hostmem::HostMem;
@@ -62,7 +63,8 @@ impl Ictx {
     /// domain. The caller (the VFIO file) has checked the device is not open elsewhere.
     pub(crate) fn bind_device(&self, dev: DevIndex) -> Result<u32, Errno> {
         let platform = self.platform()?;
-        if !platform.msi_isolated(dev) && !platform.allow_unsafe_interrupts {
+        // Mock devices skip the MSI isolation check, as in Linux.
+        if !is_mock_dev(dev) && !platform.msi_isolated(dev) && !platform.allow_unsafe_interrupts {
             return Err(Errno::EPERM);
         }
         let mut st = self.lock();
@@ -128,7 +130,13 @@ impl Ictx {
     }
 
     /// `iommufd_device_detach` (§4.7), dropping the attach reference on the DEVICE.
-    fn detach_locked(&self, st: &mut State, driver: &dyn IommuDriver, mem: &HostMem, id: u32) {
+    pub(super) fn detach_locked(
+        &self,
+        st: &mut State,
+        driver: &dyn IommuDriver,
+        mem: &HostMem,
+        id: u32,
+    ) {
         if self.unattach(st, driver, mem, id) {
             st.drop_user(id);
         }

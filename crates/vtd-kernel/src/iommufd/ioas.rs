@@ -38,6 +38,8 @@ pub(crate) enum Owner {
     Domain(u32),
     /// A device's reserved regions (by DEVICE id).
     Device(u32),
+    /// `IOMMU_TEST_OP_ADD_RESERVED`: no owner, freed with the IOAS.
+    Test,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -543,8 +545,14 @@ impl Ioas {
         if align != self.alignment {
             self.check_alignment(align)?;
         }
-        if geometry.aperture_last != u64::MAX {
-            self.reserve(geometry.aperture_last + 1, u64::MAX, Owner::Domain(hwpt))?;
+        if geometry.aperture_start != 0 {
+            self.reserve(0, geometry.aperture_start - 1, Owner::Domain(hwpt))?;
+        }
+        if geometry.aperture_last != u64::MAX
+            && let Err(e) = self.reserve(geometry.aperture_last + 1, u64::MAX, Owner::Domain(hwpt))
+        {
+            self.unreserve(Owner::Domain(hwpt));
+            return Err(e);
         }
         // The domain's slot in the IOAS's list (xa_reserve).
         if let Err(e) = mem.fail_point() {

@@ -13,6 +13,7 @@
 mod device;
 mod hwpt;
 mod ioas;
+mod selftest;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -26,6 +27,7 @@ use crate::hostmem::HostMem;
 use crate::platform::PlatformInner;
 use crate::uaccess::{as_bytes, copy_from_user, copy_to_user, read_user};
 pub(crate) use ioas::{Ioas, Owner};
+pub(crate) use selftest::{Drivers, MockDriver, SelftestObj};
 
 /// The object kinds user space sees.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,6 +37,7 @@ pub(crate) enum ObjType {
     HwptPaging,
     HwptNested,
     Fault,
+    Selftest,
 }
 
 /// A paging HWPT: a driver domain mirroring an IOAS.
@@ -66,6 +69,8 @@ pub(crate) enum ObjKind {
     HwptPaging(HwptPaging),
     HwptNested(HwptNested),
     Fault,
+    /// A mock device of IOMMU_TEST_OP_MOCK_DOMAIN; `None` while it is being built.
+    Selftest(Option<SelftestObj>),
 }
 
 /// An object and how many other objects and attachments hold it.
@@ -82,6 +87,7 @@ impl Obj {
             ObjKind::HwptPaging(_) => ObjType::HwptPaging,
             ObjKind::HwptNested(_) => ObjType::HwptNested,
             ObjKind::Fault => ObjType::Fault,
+            ObjKind::Selftest(_) => ObjType::Selftest,
         }
     }
 }
@@ -176,8 +182,10 @@ struct Op {
     handler: Handler,
 }
 
-/// Slots of the dispatch table (0x80..=0x8e; IOMMU_TEST_CMD is not simulated).
+/// Slots of the dispatch table: 0x80..=0x8e, or up to IOMMU_TEST_CMD (0xa0) with
+/// `CONFIG_IOMMUFD_TEST`, the slots between being holes.
 const TABLE_LEN: u32 = 15;
+const TABLE_LEN_TEST: u32 = 0xa1 - IOMMUFD_CMD_BASE;
 
 /// The dispatch table: index = nr - 0x80; `None` is a hole (ENOTTY).
 fn op(nr: u32) -> Option<Op> {
@@ -197,6 +205,8 @@ fn op(nr: u32) -> Option<Op> {
         0x8c => (48, 48, Ictx::hwpt_get_dirty_bitmap_ioctl),
         0x8d => (32, 32, Ictx::hwpt_invalidate_ioctl),
         0x8e => (16, 16, Ictx::fault_queue_alloc_ioctl),
+        // Reached only when the table is long enough (CONFIG_IOMMUFD_TEST).
+        0xa0 => (72, 68, Ictx::test_cmd_ioctl),
         _ => return None,
     };
     Some(Op {
@@ -264,9 +274,14 @@ impl Ictx {
     pub(crate) fn ioctl(&self, request: u64, arg: u64) -> Result<i32, Errno> {
         let nr = (request & 0xFF) as u32;
         let ty = ((request >> 8) & 0xFF) as u8;
-        // The table of a kernel without CONFIG_IOMMUFD_TEST ends at 0x8e; everything else
-        // goes to the VFIO container compatibility layer before the argument is read.
-        if !(IOMMUFD_CMD_BASE..IOMMUFD_CMD_BASE + TABLE_LEN).contains(&nr) {
+        // The table of a kernel without CONFIG_IOMMUFD_TEST ends at 0x8e, with it at 0xa0;
+        // everything else goes to the VFIO container compatibility layer before the
+        // argument is read.
+        let table_len = match self.platform() {
+            Ok(p) if p.iommufd_test() => TABLE_LEN_TEST,
+            _ => TABLE_LEN,
+        };
+        if !(IOMMUFD_CMD_BASE..IOMMUFD_CMD_BASE + table_len).contains(&nr) {
             // The compatibility layer itself is not simulated: every command is ENOTTY.
             return Err(Errno::ENOTTY);
         }
@@ -309,6 +324,10 @@ impl Ictx {
         let platform = self.platform()?;
         let mut st = self.lock();
         let obj = st.objects.get(&cmd.id).ok_or(Errno::ENOENT)?;
+        // A SELFTEST object still being built is reserved, not yet visible.
+        if matches!(obj.kind, ObjKind::Selftest(None)) {
+            return Err(Errno::ENOENT);
+        }
         if obj.users > 0 {
             return Err(Errno::EBUSY);
         }
@@ -337,7 +356,8 @@ impl Ictx {
                     st.drop_user(f);
                 }
             }
-            ObjKind::Device(_) | ObjKind::Fault => {}
+            ObjKind::Selftest(Some(s)) => self.destroy_selftest(st, driver, mem, s),
+            ObjKind::Device(_) | ObjKind::Fault | ObjKind::Selftest(None) => {}
         }
         if st.vfio_ioas == Some(id) {
             st.vfio_ioas = None;

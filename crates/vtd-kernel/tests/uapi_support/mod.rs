@@ -390,6 +390,7 @@ pub fn two_units(second: UnitConfig) -> PlatformDesc {
             DeviceDesc::new("ext0", 1, 0, 0).behind(1),
         ],
         allow_unsafe_interrupts: false,
+        iommufd_test: false,
     }
 }
 

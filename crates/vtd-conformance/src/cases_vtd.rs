@@ -1,0 +1,342 @@
+//! An Intel VT-d unit as QEMU 10.0 emulates it (`intel-iommu,intremap=on,
+//! x-scalable-mode=on`: second stage only, no nesting) with QEMU's `edu` device bound to
+//! vfio-pci.
+
+use std::time::Duration;
+
+use vtd_iommufd::uapi::{
+    HwptAllocFlags, IOMMU_HW_INFO_TYPE_INTEL_VTD, IOMMU_HWPT_DATA_VTD_S1, MapFlags,
+    VTD_S1_DATA_LEN, iommu_hwpt_alloc, size_of,
+};
+use vtd_iommufd::vfio::{VFIO_PCI_BAR0_REGION_INDEX, VFIO_PCI_CONFIG_REGION_INDEX};
+use vtd_iommufd::{Errno, Iommufd, VfioDevice, VfioRegionInfo, VtdS1};
+
+use crate::target::{Fd, Target};
+use crate::{Buffer, Case, Failure, Log, Outcome};
+
+/// Every case of the suite, in run order.
+pub(crate) static CASES: &[Case] = &[
+    Case {
+        name: "vfio.bind_then_device_info",
+        run: vfio_bind_then_device_info,
+    },
+    Case {
+        name: "hw_info.qemu_vtd_fields_and_erratum",
+        run: hw_info_qemu_vtd_fields,
+    },
+    Case {
+        name: "hwpt.nest_parent_is_eopnotsupp",
+        run: hwpt_nest_parent_is_eopnotsupp,
+    },
+    Case {
+        name: "attach.paging_hwpt_and_iova_ranges",
+        run: attach_paging_hwpt,
+    },
+    Case {
+        name: "attach.ioas_gets_an_automatic_hwpt",
+        run: attach_ioas_auto_hwpt,
+    },
+    Case {
+        name: "invalidate.paging_hwpt_is_enoent",
+        run: invalidate_paging_hwpt_is_enoent,
+    },
+    Case {
+        name: "dma.edu_round_trip_and_unmapped_blocked",
+        run: dma_edu_round_trip,
+    },
+];
+
+/// A fresh iommufd with the edu device bound to it.
+fn bound(t: &dyn Target, log: &mut Log) -> Result<(Iommufd<Fd>, VfioDevice<Fd>, u32), Failure> {
+    let ictx = t.iommufd()?;
+    let dev = t.edu()?;
+    let devid = log.ok("bind", dev.bind_iommufd(ictx.fd().fd_number()))?;
+    log.note("devid", devid);
+    Ok((ictx, dev, devid))
+}
+
+fn vfio_bind_then_device_info(t: &dyn Target, log: &mut Log) -> Outcome {
+    let ictx = t.iommufd()?;
+    let dev = t.edu()?;
+    log.errno("info_unbound", dev.get_info(), Errno::EINVAL)?;
+    log.errno(
+        "region_unbound",
+        dev.region_info(VFIO_PCI_CONFIG_REGION_INDEX),
+        Errno::EINVAL,
+    )?;
+    let devid = log.ok("bind", dev.bind_iommufd(ictx.fd().fd_number()))?;
+    log.eq("devid", devid, 1)?;
+    log.errno(
+        "bind_twice",
+        dev.bind_iommufd(ictx.fd().fd_number()),
+        Errno::EINVAL,
+    )?;
+    let info = log.ok("info", dev.get_info())?;
+    log.eq(
+        "flags",
+        info.flags,
+        vtd_iommufd::vfio::VFIO_DEVICE_FLAGS_PCI,
+    )?;
+    log.eq("num_regions", info.num_regions, 9)?;
+    log.eq("num_irqs", info.num_irqs, 5)?;
+    log.errno("destroy_device", ictx.destroy(devid), Errno::EBUSY)
+}
+
+fn hw_info_qemu_vtd_fields(t: &dyn Target, log: &mut Log) -> Outcome {
+    let (ictx, _dev, devid) = bound(t, log)?;
+    let (info, vtd) = log.ok("hw_info", ictx.get_vtd_hw_info(devid))?;
+    log.eq("type", info.data_type, IOMMU_HW_INFO_TYPE_INTEL_VTD)?;
+    log.eq("data_len", info.data_len, 24)?;
+    log.eq("capabilities", info.capabilities.bits(), 0)?;
+    log.eq("max_pasid_log2", info.max_pasid_log2, 0)?;
+    // Linux sets the erratum flag on every VT-d unit, QEMU's included.
+    log.eq("errata_772415_spr17", vtd.errata_772415_spr17, true)?;
+    let (cap, ecap) = (vtd.cap, vtd.ecap);
+    log.eq("cap.sagaw", cap.sagaw(), 0b0110)?;
+    log.eq("cap.mgaw", cap.mgaw_bits(), 48)?;
+    log.eq("cap.sl_2m", cap.ss_2m(), true)?;
+    log.eq("cap.sl_1g", cap.ss_1g(), true)?;
+    log.eq("cap.psi", cap.psi(), true)?;
+    log.eq("cap.cm", cap.cm(), false)?;
+    log.eq("cap.fs1gp", cap.fs1gp(), false)?;
+    log.eq("cap.fs5lp", cap.fs5lp(), false)?;
+    log.eq("ecap.qi", ecap.qi(), true)?;
+    log.eq("ecap.ir", ecap.ir(), true)?;
+    log.eq("ecap.pt", ecap.pt(), true)?;
+    log.eq("ecap.dt", ecap.dt(), false)?;
+    log.eq("ecap.sc", ecap.sc(), false)?;
+    log.eq("ecap.nest", ecap.nest(), false)?;
+    log.eq("ecap.pasid", ecap.pasid(), false)?;
+    log.eq("ecap.smts", ecap.smts(), true)?;
+    log.eq("ecap.slts", ecap.slts(), true)?;
+    log.eq("ecap.flts", ecap.flts(), false)?;
+    log.eq("ecap.slads", ecap.slads(), false)?;
+    log.eq("nesting", vtd.nesting(), false)
+}
+
+fn hwpt_nest_parent_is_eopnotsupp(t: &dyn Target, log: &mut Log) -> Outcome {
+    let (ictx, _dev, devid) = bound(t, log)?;
+    let ioas = log.ok("ioas", ictx.ioas_alloc())?;
+    log.errno(
+        "nest_parent",
+        ictx.hwpt_alloc_paging(devid, ioas, HwptAllocFlags::NEST_PARENT),
+        Errno::EOPNOTSUPP,
+    )?;
+    log.errno(
+        "dirty_tracking",
+        ictx.hwpt_alloc_paging(devid, ioas, HwptAllocFlags::DIRTY_TRACKING),
+        Errno::EOPNOTSUPP,
+    )?;
+    let mut s1 = VtdS1::new(0x1000).to_raw();
+    let mut cmd = iommu_hwpt_alloc {
+        size: size_of::<iommu_hwpt_alloc>(),
+        dev_id: devid,
+        pt_id: ioas,
+        data_type: IOMMU_HWPT_DATA_VTD_S1,
+        data_len: VTD_S1_DATA_LEN,
+        data_uptr: &mut s1 as *mut _ as u64,
+        ..Default::default()
+    };
+    log.errno(
+        "vtd_s1_on_ioas",
+        ictx.hwpt_alloc_raw(&mut cmd),
+        Errno::EOPNOTSUPP,
+    )?;
+    let plain = log.ok(
+        "plain",
+        ictx.hwpt_alloc_paging(devid, ioas, HwptAllocFlags::empty()),
+    )?;
+    log.eq("plain_id", plain, 3)?;
+    log.errno(
+        "nested_on_plain",
+        ictx.hwpt_alloc_nested(devid, plain, &VtdS1::new(0x1000), None),
+        Errno::EINVAL,
+    )
+}
+
+fn attach_paging_hwpt(t: &dyn Target, log: &mut Log) -> Outcome {
+    let (ictx, dev, devid) = bound(t, log)?;
+    let ioas = log.ok("ioas", ictx.ioas_alloc())?;
+    let hwpt = log.ok(
+        "hwpt",
+        ictx.hwpt_alloc_paging(devid, ioas, HwptAllocFlags::empty()),
+    )?;
+    log.eq("attach", dev.attach_pt(hwpt)?, hwpt)?;
+    let r = log.ok("ranges", ictx.ioas_iova_ranges(ioas))?;
+    log.eq(
+        "iova_ranges",
+        format!("{:x?}/{:#x}", r.ranges, r.alignment),
+        format!(
+            "{:x?}/0x1000",
+            [(0u64, 0xfedf_ffffu64), (0xfef0_0000, (1 << 48) - 1)]
+        ),
+    )?;
+    log.errno("destroy_attached", ictx.destroy(hwpt), Errno::EBUSY)?;
+    log.errno("attach_missing", dev.attach_pt(99), Errno::ENOENT)?;
+    log.ok("detach", dev.detach_pt())?;
+    log.ok("detach_again", dev.detach_pt())?;
+    log.ok("destroy_detached", ictx.destroy(hwpt))?;
+    let r = log.ok("ranges_after", ictx.ioas_iova_ranges(ioas))?;
+    log.eq(
+        "iova_ranges_after",
+        format!("{:x?}/{}", r.ranges, r.alignment),
+        format!("{:x?}/1", [(0u64, u64::MAX)]),
+    )
+}
+
+fn attach_ioas_auto_hwpt(t: &dyn Target, log: &mut Log) -> Outcome {
+    let (ictx, dev, _devid) = bound(t, log)?;
+    let ioas = log.ok("ioas", ictx.ioas_alloc())?;
+    let auto = log.ok("attach_ioas", dev.attach_pt(ioas))?;
+    log.eq("auto_hwpt", auto, 3)?;
+    log.eq("attach_ioas_again", dev.attach_pt(ioas)?, auto)?;
+    log.errno("destroy_auto", ictx.destroy(auto), Errno::EBUSY)?;
+    log.errno("destroy_ioas", ictx.destroy(ioas), Errno::EBUSY)?;
+    log.ok("detach", dev.detach_pt())?;
+    log.errno("auto_gone", ictx.destroy(auto), Errno::ENOENT)?;
+    log.ok("destroy_ioas_after", ictx.destroy(ioas))
+}
+
+fn invalidate_paging_hwpt_is_enoent(t: &dyn Target, log: &mut Log) -> Outcome {
+    let (ictx, _dev, devid) = bound(t, log)?;
+    let ioas = log.ok("ioas", ictx.ioas_alloc())?;
+    let hwpt = log.ok(
+        "hwpt",
+        ictx.hwpt_alloc_paging(devid, ioas, HwptAllocFlags::empty()),
+    )?;
+    log.invalidate(
+        "invalidate_paging",
+        ictx.hwpt_invalidate(hwpt, &[vtd_iommufd::VtdS1Invalidate::all()]),
+        Err((Errno::ENOENT, 0)),
+    )
+}
+
+/// edu's BAR 0: identification register, DMA source, destination, count, command.
+const EDU_IDENT: u64 = 0x00;
+const EDU_DMA_SRC: u64 = 0x80;
+const EDU_DMA_DST: u64 = 0x88;
+const EDU_DMA_CNT: u64 = 0x90;
+const EDU_DMA_CMD: u64 = 0x98;
+/// The device's 4 KiB buffer, in its DMA address space.
+const EDU_BUF: u64 = 0x40000;
+const CMD_RUN: u64 = 1;
+const CMD_TO_MEMORY: u64 = 2;
+
+fn read64(dev: &VfioDevice<Fd>, bar: &VfioRegionInfo, off: u64) -> vtd_iommufd::Result<u64> {
+    let mut b = [0u8; 8];
+    dev.read_region(bar, off, &mut b)?;
+    Ok(u64::from_le_bytes(b))
+}
+
+/// Run one edu DMA and wait for the engine to finish (QEMU completes it from a timer).
+fn edu_dma(
+    dev: &VfioDevice<Fd>,
+    bar: &VfioRegionInfo,
+    src: u64,
+    dst: u64,
+    len: u64,
+    cmd: u64,
+) -> Result<bool, Failure> {
+    dev.write_region(bar, EDU_DMA_SRC, &src.to_le_bytes())?;
+    dev.write_region(bar, EDU_DMA_DST, &dst.to_le_bytes())?;
+    dev.write_region(bar, EDU_DMA_CNT, &len.to_le_bytes())?;
+    dev.write_region(bar, EDU_DMA_CMD, &(cmd | CMD_RUN).to_le_bytes())?;
+    for _ in 0..500 {
+        if read64(dev, bar, EDU_DMA_CMD)? & CMD_RUN == 0 {
+            return Ok(true);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Ok(false)
+}
+
+fn dma_edu_round_trip(t: &dyn Target, log: &mut Log) -> Outcome {
+    let src = Buffer::new(4096).map_err(|e| Failure(format!("mmap: {e}")))?;
+    let dst = Buffer::new(4096).map_err(|e| Failure(format!("mmap: {e}")))?;
+    for i in 0..4096 {
+        src.set(i, (i * 7 + 3) as u8);
+    }
+    let (ictx, dev, devid) = bound(t, log)?;
+    let cfg = log.ok(
+        "config_region",
+        dev.region_info(VFIO_PCI_CONFIG_REGION_INDEX),
+    )?;
+    log.note(
+        "config",
+        format!("size={:#x},flags={:#x}", cfg.size, cfg.flags),
+    );
+    let bar = log.ok("bar0_region", dev.region_info(VFIO_PCI_BAR0_REGION_INDEX))?;
+    log.eq(
+        "bar0",
+        format!("size={:#x},flags={:#x}", bar.size, bar.flags),
+        "size=0x100000,flags=0x7".into(),
+    )?;
+    let mut id = [0u8; 4];
+    log.ok("read_ids", dev.read_region(&cfg, 0, &mut id))?;
+    log.eq(
+        "pci_id",
+        format!(
+            "{:04x}:{:04x}",
+            u16::from_le_bytes([id[0], id[1]]),
+            u16::from_le_bytes([id[2], id[3]])
+        ),
+        "1234:11e8".into(),
+    )?;
+    let mut cmd = [0u8; 2];
+    log.ok("read_command", dev.read_region(&cfg, 4, &mut cmd))?;
+    // Memory decoding for BAR access, bus mastering for DMA.
+    let on = u16::from_le_bytes(cmd) | 0x6;
+    log.ok(
+        "enable_bus_master",
+        dev.write_region(&cfg, 4, &on.to_le_bytes()),
+    )?;
+    let mut ident = [0u8; 4];
+    log.ok("read_ident", dev.read_region(&bar, EDU_IDENT, &mut ident))?;
+    log.eq(
+        "ident",
+        format!("{:#010x}", u32::from_le_bytes(ident)),
+        "0x010000ed".into(),
+    )?;
+
+    let ioas = log.ok("ioas", ictx.ioas_alloc())?;
+    let hwpt = log.ok(
+        "hwpt",
+        ictx.hwpt_alloc_paging(devid, ioas, HwptAllocFlags::empty()),
+    )?;
+    log.eq("attach", dev.attach_pt(hwpt)?, hwpt)?;
+    let (iova_src, iova_dst) = (0x10_0000u64, 0x20_0000u64);
+    let rw = MapFlags::READABLE | MapFlags::WRITEABLE;
+    // SAFETY: both buffers are declared before the iommufd and the device, so they stay
+    // mapped until the iommufd is closed.
+    log.ok("map_src", unsafe {
+        ictx.ioas_map(ioas, src.as_ptr(), 4096, Some(iova_src), rw)
+    })?;
+    // SAFETY: as above.
+    log.ok("map_dst", unsafe {
+        ictx.ioas_map(ioas, dst.as_ptr(), 4096, Some(iova_dst), rw)
+    })?;
+    log.eq(
+        "dma_to_device_done",
+        edu_dma(&dev, &bar, iova_src, EDU_BUF, 4096, 0)?,
+        true,
+    )?;
+    log.eq(
+        "dma_to_memory_done",
+        edu_dma(&dev, &bar, EDU_BUF, iova_dst, 4096, CMD_TO_MEMORY)?,
+        true,
+    )?;
+    let same = (0..4096).all(|i| dst.get(i) == src.get(i));
+    log.eq("round_trip_equal", same, true)?;
+    log.eq("unmap_dst", ictx.ioas_unmap(ioas, iova_dst, 4096)?, 4096)?;
+    for i in 0..4096 {
+        dst.set(i, 0);
+    }
+    log.eq(
+        "dma_to_unmapped_done",
+        edu_dma(&dev, &bar, EDU_BUF, iova_dst, 4096, CMD_TO_MEMORY)?,
+        true,
+    )?;
+    let untouched = (0..4096).all(|i| dst.get(i) == 0);
+    log.eq("unmapped_untouched", untouched, true)?;
+    log.ok("detach", dev.detach_pt())
+}

@@ -1,0 +1,119 @@
+//! Where a case's files come from: a real kernel's device nodes, or a simulated platform.
+
+use std::fs::OpenOptions;
+
+use vtd_iommufd::{IoctlFd, Iommufd, VfioDevice};
+use vtd_kernel::{DeviceDesc, Platform, PlatformDesc};
+use vtd_model::UnitConfig;
+use vtd_spec::regs::{Cap, Ecap};
+
+use crate::{Failure, Suite};
+
+/// A file as the cases hold it.
+pub type Fd = Box<dyn IoctlFd>;
+
+/// The machine a case runs on.
+pub trait Target {
+    /// `"real"` or `"sim"`.
+    fn side(&self) -> &'static str;
+
+    /// A fresh iommufd (`open("/dev/iommu")`), so object ids start at 1.
+    fn iommufd(&self) -> Result<Iommufd<Fd>, Failure>;
+
+    /// The `edu` device's VFIO cdev, unbound (VT-d suite only).
+    fn edu(&self) -> Result<VfioDevice<Fd>, Failure>;
+}
+
+/// A real kernel: `/dev/iommu` and the first `/dev/vfio/devices/vfio*`.
+#[derive(Debug, Default)]
+pub struct RealTarget;
+
+impl RealTarget {
+    /// `/dev/iommu` exists here.
+    pub fn available() -> bool {
+        std::path::Path::new("/dev/iommu").exists()
+    }
+}
+
+fn open_rw(path: &str) -> Result<Fd, Failure> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map(|f| Box::new(f) as Fd)
+        .map_err(|e| Failure(format!("open {path}: {e}")))
+}
+
+impl Target for RealTarget {
+    fn side(&self) -> &'static str {
+        "real"
+    }
+
+    fn iommufd(&self) -> Result<Iommufd<Fd>, Failure> {
+        open_rw("/dev/iommu").map(Iommufd::new)
+    }
+
+    fn edu(&self) -> Result<VfioDevice<Fd>, Failure> {
+        let mut names: Vec<String> = std::fs::read_dir("/dev/vfio/devices")
+            .map_err(|e| Failure(format!("/dev/vfio/devices: {e}")))?
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n.starts_with("vfio"))
+            .collect();
+        names.sort();
+        let name = names
+            .first()
+            .ok_or_else(|| Failure("no VFIO device cdev".into()))?;
+        open_rw(&format!("/dev/vfio/devices/{name}")).map(VfioDevice::new)
+    }
+}
+
+/// QEMU 10.0's `-device intel-iommu,intremap=on,x-scalable-mode=on` as a simulated
+/// unit: the CAP and ECAP values that unit reports through IOMMU_GET_HW_INFO.
+pub fn qemu_scalable_unit() -> UnitConfig {
+    UnitConfig {
+        cap: Cap::from_bits(0x00d2_008c_222f_0606),
+        ecap: Ecap::from_bits(0x0000_4800_80f0_0f4a),
+        ..UnitConfig::qemu_scalable()
+    }
+}
+
+/// The simulated kernel, configured like the guest the suite runs in on the real side.
+pub struct SimTarget {
+    platform: Platform,
+}
+
+impl SimTarget {
+    /// A platform for `suite`: no VT-d unit with `CONFIG_IOMMUFD_TEST` for the selftest
+    /// suite; QEMU's scalable-mode unit with `edu` at 00:02.0 for the VT-d suite.
+    pub fn new(suite: Suite) -> Result<SimTarget, Failure> {
+        let desc = match suite {
+            Suite::Selftest => PlatformDesc::selftest_only(),
+            Suite::Vtd => PlatformDesc {
+                units: vec![qemu_scalable_unit()],
+                devices: vec![DeviceDesc::new("edu", 0, 2, 0).as_edu()],
+                allow_unsafe_interrupts: false,
+                iommufd_test: true,
+            },
+        };
+        let platform = Platform::new(desc).map_err(|e| Failure(format!("platform: {e}")))?;
+        Ok(SimTarget { platform })
+    }
+}
+
+impl Target for SimTarget {
+    fn side(&self) -> &'static str {
+        "sim"
+    }
+
+    fn iommufd(&self) -> Result<Iommufd<Fd>, Failure> {
+        Ok(Iommufd::new(Box::new(self.platform.open_iommufd()) as Fd))
+    }
+
+    fn edu(&self) -> Result<VfioDevice<Fd>, Failure> {
+        let file = self
+            .platform
+            .open_vfio(0)
+            .map_err(|e| Failure(format!("open_vfio: {e}")))?;
+        Ok(VfioDevice::new(Box::new(file) as Fd))
+    }
+}

@@ -1,0 +1,20 @@
+//! The VMM side of VT-d nesting (ARCHITECTURE §5).
+//!
+//! | module | concern |
+//! |---|---|
+//! | [`memory`] | the guest memory map and the mmap'd host memory behind it |
+//! | [`shadow`] | guest PASID entries → host attachments (parent, nested HWPT, blocked) |
+//! | [`stage2`] | the nest parent built from the memory map, with the ERRATA_772415_SPR17 policy |
+//!
+//! Everything here talks to the kernel through [`vtd_iommufd`] over any
+//! [`vtd_iommufd::IoctlFd`], so the same code runs on a real `/dev/iommu` and on the
+//! simulated kernel.
+
+pub mod config;
+pub mod guest;
+pub mod memory;
+pub mod shadow;
+pub mod stage2;
+
+pub use memory::{GuestMemory, MemoryMap, MemoryMapError, Region, RegionKind};
+pub use stage2::{Placement, SkipReason, Stage2, Stage2Error, Stage2Plan, Stage2Policy};

@@ -1,0 +1,232 @@
+//! PASID-entry shadowing: what an assigned device's host attachment must be, given the
+//! guest's view of it, and the iommufd calls that get it there (KS §9.2 steps 7–10).
+//!
+//! The guest sees a first-stage-only VT-d, so its PASID entries say first-stage (the
+//! guest owns IOVA → GPA), pass-through, or nothing. On the host the device is attached
+//! to the nest parent (GPA → HPA) directly, to a nested HWPT that carries the guest's
+//! stage 1 over the parent, or to nothing (blocked).
+
+use std::sync::Arc;
+
+use vtd_iommufd::{Errno, IoctlFd, Iommufd, VfioDevice, VtdS1};
+use vtd_spec::fault::FaultReason;
+use vtd_spec::pasid::{PasidEntry, Pgtt};
+
+/// Why a device is blocked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BlockReason {
+    /// The guest has no present context or PASID entry for the device: the lookup
+    /// stopped with this fault.
+    NoEntry(FaultReason),
+    /// The guest asked for a translation type this vIOMMU does not offer.
+    UnsupportedPgtt(Pgtt),
+    /// The guest's first-stage paging mode is reserved or not offered.
+    BadPagingMode,
+    /// The host refused the nested HWPT or the attach.
+    HostRefused(Errno),
+}
+
+impl BlockReason {
+    /// One line saying why.
+    pub fn explain(self) -> String {
+        match self {
+            BlockReason::NoEntry(r) => format!("the guest's tables give no entry ({}: {})", r.name(), r.meaning()),
+            BlockReason::UnsupportedPgtt(p) => format!("the guest asked for {p:?} translation, which this vIOMMU does not offer"),
+            BlockReason::BadPagingMode => "the guest's first-stage paging mode is not one the host supports".into(),
+            BlockReason::HostRefused(e) => format!("the host refused the nested translation ({e})"),
+        }
+    }
+}
+
+/// Where an assigned device's requests without PASID should go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// Guest-physical addresses straight through the nest parent: the guest's remapping
+    /// is off, or its entry says pass-through.
+    Parent,
+    /// The guest's stage 1 over the nest parent.
+    Nested {
+        /// The stage-1 data for `IOMMU_HWPT_ALLOC`.
+        s1: VtdS1,
+        /// The guest's domain id in the entry, which its invalidations name.
+        did: u16,
+    },
+    /// No DMA.
+    Blocked(BlockReason),
+}
+
+impl Target {
+    /// The target for a guest PASID entry the lookup found (`Ok`) or the fault it stopped
+    /// with (`Err`), on a host that allows `widths` for stage 1.
+    pub fn from_guest_entry(entry: Result<PasidEntry, FaultReason>, widths: &[u32]) -> Self {
+        let entry = match entry {
+            Ok(e) => e,
+            Err(reason) => return Target::Blocked(BlockReason::NoEntry(reason)),
+        };
+        match entry.lo.pgtt() {
+            Pgtt::PassThrough => Target::Parent,
+            Pgtt::FirstStage => match VtdS1::from_guest_pasid_entry(&entry) {
+                Some(s1) if widths.contains(&s1.addr_width) => Target::Nested { s1, did: entry.lo.did() },
+                _ => Target::Blocked(BlockReason::BadPagingMode),
+            },
+            other => Target::Blocked(BlockReason::UnsupportedPgtt(other)),
+        }
+    }
+}
+
+/// What an assigned device is attached to now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Attachment {
+    /// Nothing (DMA blocked).
+    Blocked,
+    /// The nest parent.
+    Parent,
+    /// A nested HWPT made from `s1`, for the guest domain `did`.
+    Nested {
+        /// Its id.
+        hwpt: u32,
+        /// The stage 1 it carries.
+        s1: VtdS1,
+        /// The guest domain id.
+        did: u16,
+    },
+}
+
+/// What [`Shadow::apply`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// Already there.
+    None,
+    /// Attached to the parent.
+    ToParent,
+    /// A new nested HWPT was allocated and attached (replacing what was there).
+    ToNested {
+        /// The new HWPT.
+        hwpt: u32,
+    },
+    /// Only the guest domain id changed; the HWPT stays.
+    DidChanged,
+    /// Detached: DMA is blocked.
+    ToBlocked,
+}
+
+/// The host side of one assigned device's RID translation.
+#[derive(Debug)]
+pub struct Shadow {
+    /// The nest parent.
+    pub parent: u32,
+    /// Current attachment.
+    pub attachment: Attachment,
+}
+
+impl Shadow {
+    /// A device attached to nothing yet.
+    pub fn new(parent: u32) -> Self {
+        Self { parent, attachment: Attachment::Blocked }
+    }
+
+    /// Bring the host attachment to `target`. A nested HWPT is allocated and attached
+    /// before the old one is destroyed (a replace, so DMA never sees a gap the guest did
+    /// not ask for); if the host refuses it the device is blocked, never left on a stage
+    /// 1 the guest has abandoned.
+    pub fn apply<F: IoctlFd>(
+        &mut self,
+        iommufd: &Arc<Iommufd<F>>,
+        dev: &VfioDevice<F>,
+        dev_id: u32,
+        target: Target,
+    ) -> Result<Change, vtd_iommufd::Error> {
+        let old_nested = match self.attachment {
+            Attachment::Nested { hwpt, .. } => Some(hwpt),
+            _ => None,
+        };
+        let change = match (target, self.attachment) {
+            (Target::Parent, Attachment::Parent) => return Ok(Change::None),
+            (Target::Blocked(_), Attachment::Blocked) => return Ok(Change::None),
+            (Target::Nested { s1, did }, Attachment::Nested { hwpt, s1: cur, did: cur_did }) if s1 == cur => {
+                if did == cur_did {
+                    return Ok(Change::None);
+                }
+                self.attachment = Attachment::Nested { hwpt, s1, did };
+                return Ok(Change::DidChanged);
+            }
+            (Target::Parent, _) => {
+                dev.attach_pt(self.parent)?;
+                self.attachment = Attachment::Parent;
+                Change::ToParent
+            }
+            (Target::Blocked(_), _) => {
+                dev.detach_pt()?;
+                self.attachment = Attachment::Blocked;
+                Change::ToBlocked
+            }
+            (Target::Nested { s1, did }, _) => {
+                let hwpt = match iommufd.hwpt_alloc_nested(dev_id, self.parent, &s1, None) {
+                    Ok(h) => h,
+                    Err(e) => {
+                        self.block(iommufd, dev, old_nested);
+                        return Err(e);
+                    }
+                };
+                if let Err(e) = dev.attach_pt(hwpt) {
+                    let _ = iommufd.destroy(hwpt);
+                    self.block(iommufd, dev, old_nested);
+                    return Err(e);
+                }
+                self.attachment = Attachment::Nested { hwpt, s1, did };
+                Change::ToNested { hwpt }
+            }
+        };
+        if let Some(old) = old_nested {
+            // Nothing holds the old nested HWPT any more.
+            let _ = iommufd.destroy(old);
+        }
+        Ok(change)
+    }
+
+    /// Detach and drop `old`: the fallback when the host refuses the guest's stage 1.
+    fn block<F: IoctlFd>(&mut self, iommufd: &Iommufd<F>, dev: &VfioDevice<F>, old: Option<u32>) {
+        let _ = dev.detach_pt();
+        if let Some(old) = old {
+            let _ = iommufd.destroy(old);
+        }
+        self.attachment = Attachment::Blocked;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vtd_spec::pasid::{Fspm, PasidEntryHi, PasidEntryLo};
+
+    fn entry(pgtt: Pgtt, fspm: Fspm) -> PasidEntry {
+        PasidEntry {
+            lo: PasidEntryLo::new().with_p(true).with_pgtt(pgtt).with_did(9),
+            hi: PasidEntryHi::new().with_fspm(fspm).with_fsptptr(0x1234),
+            rsvd: [0; 2],
+        }
+    }
+
+    #[test]
+    fn first_stage_entry_becomes_a_nested_target() {
+        let t = Target::from_guest_entry(Ok(entry(Pgtt::FirstStage, Fspm::Level4)), &[48]);
+        assert_eq!(t, Target::Nested { s1: VtdS1::new(0x1234 << 12), did: 9 });
+    }
+
+    #[test]
+    fn five_level_entry_on_a_four_level_host_is_blocked() {
+        let t = Target::from_guest_entry(Ok(entry(Pgtt::FirstStage, Fspm::Level5)), &[48]);
+        assert_eq!(t, Target::Blocked(BlockReason::BadPagingMode));
+    }
+
+    #[test]
+    fn pass_through_entry_goes_to_the_parent() {
+        assert_eq!(Target::from_guest_entry(Ok(entry(Pgtt::PassThrough, Fspm::Level4)), &[48]), Target::Parent);
+    }
+
+    #[test]
+    fn second_stage_entry_is_not_offered() {
+        let t = Target::from_guest_entry(Ok(entry(Pgtt::SecondStage, Fspm::Level4)), &[48]);
+        assert_eq!(t, Target::Blocked(BlockReason::UnsupportedPgtt(Pgtt::SecondStage)));
+    }
+}
