@@ -283,7 +283,7 @@ fn throughput(c: &mut Criterion) {
     });
     let s = b.unit.stats().since(&before);
     HIT_RATE.store(
-        (s.iotlb_hits * 10_000 / (s.iotlb_hits + s.iotlb_misses).max(1)) as u64,
+        s.iotlb_hits * 10_000 / (s.iotlb_hits + s.iotlb_misses).max(1),
         Ordering::Relaxed,
     );
     g.throughput(Throughput::Elements(2 * len));
@@ -397,10 +397,7 @@ fn report(dir: &std::path::Path) {
         cpu_model(),
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
-    println!(
-        "{:<46} {:>9}  {:>7}  {}",
-        "measure", "value", "target", "from"
-    );
+    println!("{:<46} {:>9}  {:>7}  from", "measure", "value", "target");
     for (name, value, target, from) in &rows {
         println!("{name:<46} {value:>9.2}  {target:>7}  {from}");
     }

@@ -54,7 +54,7 @@ impl<M: PhysMem> Unit<M> {
                 size_code(translation.page_size) as u32,
                 || self.caches.epoch_unchanged(epoch),
             );
-            if !inserted {
+            if inserted.is_none() {
                 self.counters.inc(Counter::FillsDropped);
             }
         }

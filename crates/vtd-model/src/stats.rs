@@ -184,6 +184,9 @@ impl ShardRef<'_> {
 /// The counters of one unit.
 pub(crate) struct Counters {
     shards: Box<[Shard]>,
+    /// Where walks that must not count (dry runs) count: never read, so a walk can bump
+    /// counters without first asking whether it may.
+    sink: Box<Shard>,
     faults: Box<[AtomicU64]>,
 }
 
@@ -221,12 +224,21 @@ thread_local! {
     static CACHED_INDEX: Cell<usize> = const { Cell::new(usize::MAX) };
 }
 
-#[inline]
-fn shard_index() -> usize {
+/// The calling thread's shard index (`SHARDS` for threads beyond the exclusive shards).
+#[inline(always)]
+pub(crate) fn shard_index() -> usize {
     let cached = CACHED_INDEX.with(Cell::get);
     if cached != usize::MAX {
         return cached;
     }
+    claim_shard_index()
+}
+
+/// A thread's first increment: claim a shard. Kept out of line so the common case above
+/// inlines into every counter bump.
+#[cold]
+#[inline(never)]
+fn claim_shard_index() -> usize {
     // During thread teardown the claim may already be gone; use the shared shard then.
     let index = CLAIM.try_with(|c| c.0).unwrap_or(SHARDS);
     CACHED_INDEX.with(|c| c.set(index));
@@ -237,17 +249,33 @@ impl Counters {
     pub(crate) fn new() -> Self {
         Self {
             shards: (0..=SHARDS).map(|_| Shard::new()).collect(),
+            sink: Box::new(Shard::new()),
             faults: (0..256).map(|_| AtomicU64::new(0)).collect(),
         }
     }
 
     /// The calling thread's shard, resolved once for a run of increments.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn shard(&self) -> ShardRef<'_> {
-        let index = shard_index();
+        self.shard_at(shard_index())
+    }
+
+    /// The shard of index `index` (from [`shard_index`]).
+    #[inline(always)]
+    pub(crate) fn shard_at(&self, index: usize) -> ShardRef<'_> {
         ShardRef {
             cells: &self.shards[index].0,
             exclusive: index < SHARDS,
+        }
+    }
+
+    /// A shard whose counts go nowhere, for walks without side effects. Concurrent users
+    /// may lose each other's increments; nothing reads them.
+    #[inline]
+    pub(crate) fn sink(&self) -> ShardRef<'_> {
+        ShardRef {
+            cells: &self.sink.0,
+            exclusive: true,
         }
     }
 

@@ -20,7 +20,7 @@ use crate::regs::{Effect, EventKind, Msi, RegisterFile};
 use crate::request::{Request, Translation};
 use crate::stats::{Counter, Counters, Stats};
 use crate::trace::{NoTrace, WalkObserver};
-use crate::walk::{FastPath, ReservedMasks, WalkMode, Walker};
+use crate::walk::{ReservedMasks, WalkMode, Walker};
 
 /// Receives the unit's MSIs (fault and invalidation-completion events).
 pub trait InterruptSink: Send + Sync {
@@ -368,14 +368,26 @@ impl<M: PhysMem> Unit<M> {
 
     /// Translate one DMA request. On a fault the fault is also recorded in the
     /// fault-recording registers (subject to FPD) and counted.
+    #[inline]
     pub fn translate(&self, req: &Request) -> Result<Translation, Fault> {
-        let prefetch = match self.fast_path(req) {
-            FastPath::Hit(t) => return Ok(t),
-            FastPath::Walk(prefetch) => prefetch,
-        };
-        let result = Walker::new(self, req, &mut NoTrace, WalkMode::Normal)
-            .with_prefetch(prefetch)
-            .run();
+        // Only the front-cache probe is inline: most translations end there, and keeping
+        // the rest out of line keeps this path free of the walker's stack frame.
+        match self.front_hit(req) {
+            Some(t) => Ok(t),
+            None => self.translate_past_front(req),
+        }
+    }
+
+    /// [`Unit::translate`] once the front cache did not answer: the cache probes of the
+    /// fast path, then the walk.
+    #[inline(never)]
+    fn translate_past_front(&self, req: &Request) -> Result<Translation, Fault> {
+        let mut obs = NoTrace;
+        let mut walker = Walker::new(self, req, &mut obs, WalkMode::Normal);
+        if let Some(t) = self.fast_path(req, &mut walker.prefetch) {
+            return Ok(t);
+        }
+        let result = walker.run();
         result.map_err(|(fault, fpd)| self.finish_fault(fault, fpd, WalkMode::Normal))
     }
 

@@ -1,5 +1,9 @@
 //! How each cache's entries are packed into 64-bit words, and how invalidation filters
 //! read their tags back.
+//!
+//! Every helper is `#[inline]`: the walker is generic over the memory and observer, so
+//! it is compiled in the crate that names them, and a plain function of this crate would
+//! stay an out-of-line call there.
 
 use vtd_spec::addr::PageSize;
 use vtd_spec::context::LegacyTt;
@@ -7,16 +11,18 @@ use vtd_spec::fault::FaultReason;
 use vtd_spec::pasid::Pgtt;
 
 use super::seqcache::SlotRef;
-use crate::request::Perms;
+use crate::request::{Perms, Translation, TranslationKind};
 use crate::walk::{FsParams, LegacyCtx, PasidCtx, SmContext, SsParams};
 
 const ADDR_MASK: u64 = !0xFFF;
 
+#[inline]
 fn bit(v: u64, n: u32) -> bool {
     v >> n & 1 != 0
 }
 
 /// The page-size code used in keys, and as the entry kind of size-keyed caches.
+#[inline]
 pub(crate) fn size_code(size: PageSize) -> u64 {
     match size {
         PageSize::Size4K => 0,
@@ -25,6 +31,7 @@ pub(crate) fn size_code(size: PageSize) -> u64 {
     }
 }
 
+#[inline]
 fn size_from_code(code: u64) -> PageSize {
     match code & 3 {
         1 => PageSize::Size2M,
@@ -34,11 +41,13 @@ fn size_from_code(code: u64) -> PageSize {
 }
 
 /// Page key word: page base >> 12 with the size in the low two bits.
+#[inline]
 fn page_key(addr: u64, size: PageSize) -> u64 {
     (size.align_down(addr) >> 12) << 2 | size_code(size)
 }
 
 /// True when the page named by a page key word overlaps `[start, end]`.
+#[inline]
 fn page_overlaps(word: u64, start: u64, end: u64) -> bool {
     let size = size_from_code(word);
     let base = (word >> 2) << 12;
@@ -46,24 +55,29 @@ fn page_overlaps(word: u64, start: u64, end: u64) -> bool {
 }
 
 /// Tag word of PASID-tagged entries: DID, PASID and whether a PASID is present.
+#[inline]
 fn did_pasid_key(did: u16, pasid: Option<u32>) -> u64 {
     did as u64 | (pasid.unwrap_or(0) as u64 & 0xF_FFFF) << 16 | (pasid.is_some() as u64) << 36
 }
 
+#[inline]
 fn key_pasid(word: u64) -> Option<u32> {
     bit(word, 36).then_some((word >> 16) as u32 & 0xF_FFFF)
 }
 
 /// Prefix key word of a paging-structure-cache entry at `level`: the input bits that select
 /// the entry, with the level in the low three bits.
+#[inline]
 fn prefix_key(input: u64, level: u8) -> u64 {
     (input >> prefix_shift(level)) << 3 | level as u64
 }
 
+#[inline]
 fn prefix_shift(level: u8) -> u32 {
     12 + 9 * (level as u32 - 1)
 }
 
+#[inline]
 fn prefix_overlaps(word: u64, start: u64, end: u64) -> bool {
     let level = (word & 7) as u8;
     if level == 0 {
@@ -91,14 +105,17 @@ impl CachedContext {
     const TAG_LEGACY: u64 = 1;
     const TAG_NOT_PRESENT: u64 = 2;
 
+    #[inline]
     pub(crate) fn key(sid: u16, legacy: bool) -> [u64; 1] {
         [sid as u64 | (legacy as u64) << 16]
     }
 
+    #[inline]
     pub(crate) fn key_sid(key: &[u64; 1]) -> u16 {
         key[0] as u16
     }
 
+    #[inline]
     pub(crate) fn encode(&self) -> [u64; 3] {
         match *self {
             CachedContext::Scalable(c) => [
@@ -122,6 +139,7 @@ impl CachedContext {
         }
     }
 
+    #[inline]
     pub(crate) fn decode(v: &[u64; 3]) -> Self {
         match v[2] >> 62 {
             Self::TAG_SCALABLE => CachedContext::Scalable(SmContext {
@@ -156,6 +174,7 @@ impl CachedContext {
     }
 
     /// The DID of a legacy entry (legacy domain-selective invalidation).
+    #[inline]
     pub(crate) fn legacy_did(&self) -> Option<u16> {
         match self {
             CachedContext::Legacy(c) => Some(c.did),
@@ -174,14 +193,17 @@ pub(crate) enum CachedPasid {
 }
 
 impl CachedPasid {
+    #[inline]
     pub(crate) fn key(sid: u16, pasid: u32) -> [u64; 1] {
         [sid as u64 | (pasid as u64) << 16]
     }
 
+    #[inline]
     pub(crate) fn key_pasid(key: &[u64; 1]) -> u32 {
         (key[0] >> 16) as u32
     }
 
+    #[inline]
     pub(crate) fn encode(&self) -> [u64; 3] {
         match *self {
             CachedPasid::Present(p) => [
@@ -206,6 +228,7 @@ impl CachedPasid {
         }
     }
 
+    #[inline(always)]
     pub(crate) fn decode(v: &[u64; 3]) -> Self {
         if bit(v[2], 63) {
             return CachedPasid::NotPresent {
@@ -242,25 +265,8 @@ impl CachedPasid {
         })
     }
 
-    /// The few fields the IOTLB fast path needs, straight from the packed words; `None`
-    /// for a negative entry.
-    #[inline]
-    pub(crate) fn fast_view(v: &[u64; 3]) -> Option<PasidFast> {
-        if bit(v[2], 63) {
-            return None;
-        }
-        Some(PasidFast {
-            pgtt: Pgtt::from_bits((v[2] >> 16) as u8),
-            did: v[2] as u16,
-            sre: bit(v[0], 5),
-            ere: bit(v[0], 6),
-            wpe: bit(v[0], 1),
-            smep: bit(v[0], 4),
-            ssee: bit(v[1], 4),
-        })
-    }
-
     /// The DID the entry is tagged with (0 for a negative entry).
+    #[inline]
     pub(crate) fn did(&self) -> u16 {
         match self {
             CachedPasid::Present(p) => p.did,
@@ -268,21 +274,10 @@ impl CachedPasid {
         }
     }
 
+    #[inline]
     pub(crate) fn is_negative(&self) -> bool {
         matches!(self, CachedPasid::NotPresent { .. })
     }
-}
-
-/// The fields of a cached PASID entry the IOTLB fast path reads.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct PasidFast {
-    pub(crate) pgtt: Pgtt,
-    pub(crate) did: u16,
-    pub(crate) sre: bool,
-    pub(crate) ere: bool,
-    pub(crate) wpe: bool,
-    pub(crate) smep: bool,
-    pub(crate) ssee: bool,
 }
 
 /// What produced an IOTLB entry.
@@ -296,6 +291,18 @@ pub(crate) enum IotlbKind {
     Nested,
     /// A not-present leaf, cached only in caching mode.
     NotPresent,
+}
+
+impl IotlbKind {
+    /// The kind of translation an entry of this kind gives.
+    #[inline]
+    pub(crate) fn translation_kind(self) -> TranslationKind {
+        match self {
+            IotlbKind::FirstStage => TranslationKind::FirstStage,
+            IotlbKind::Nested => TranslationKind::Nested,
+            _ => TranslationKind::SecondStage,
+        }
+    }
 }
 
 /// An IOTLB entry: a leaf translation with the rights of both stages kept apart, so that
@@ -330,7 +337,32 @@ pub(crate) enum Denial {
 }
 
 impl IotlbEntry {
+    /// The translation this entry gives input address `addr`: the page of `size` it holds
+    /// for, the requester's rights `perms`, domain `did`. Both a walk and an IOTLB hit
+    /// answer through it.
+    #[inline]
+    pub(crate) fn translation(
+        &self,
+        addr: u64,
+        size: PageSize,
+        perms: Perms,
+        did: u16,
+        from_iotlb: bool,
+    ) -> Translation {
+        let offset = addr & size.offset_mask();
+        Translation {
+            hpa: self.hpa | offset,
+            page_size: size,
+            perms,
+            kind: self.kind.translation_kind(),
+            did: Some(did),
+            gpa: (self.kind == IotlbKind::Nested).then_some(self.gpa | offset),
+            from_iotlb,
+        }
+    }
+
     /// The fault a cached not-present entry gives.
+    #[inline]
     pub(crate) fn not_present_reason(&self) -> Option<FaultReason> {
         if self.kind == IotlbKind::NotPresent {
             FaultReason::from_code(self.reason_code)
@@ -341,6 +373,7 @@ impl IotlbEntry {
 
     /// The rights `req` has through this entry (§4.4 for the first stage, §5.4 for the
     /// second), or why it is denied. `wpe`, `smep` and `ssee` come from the PASID entry.
+    #[inline]
     pub(crate) fn rights(
         &self,
         req: &crate::request::Request,
@@ -381,22 +414,27 @@ impl IotlbEntry {
         Ok(fs_perms & self.ss_perms & ss_mask)
     }
 
+    #[inline]
     pub(crate) fn key(did: u16, pasid: Option<u32>, addr: u64, size: PageSize) -> [u64; 2] {
         [page_key(addr, size), did_pasid_key(did, pasid)]
     }
 
+    #[inline]
     pub(crate) fn key_did(key: &[u64; 2]) -> u16 {
         key[1] as u16
     }
 
+    #[inline]
     pub(crate) fn key_pasid(key: &[u64; 2]) -> Option<u32> {
         key_pasid(key[1])
     }
 
+    #[inline]
     pub(crate) fn key_overlaps(key: &[u64; 2], start: u64, end: u64) -> bool {
         page_overlaps(key[0], start, end)
     }
 
+    #[inline]
     pub(crate) fn encode(&self) -> [u64; 2] {
         let kind = match self.kind {
             IotlbKind::FirstStage => 0,
@@ -416,6 +454,7 @@ impl IotlbEntry {
         ]
     }
 
+    #[inline]
     pub(crate) fn decode(v: &[u64; 2]) -> Self {
         let kind = match (v[0] >> 7) & 3 {
             0 => IotlbKind::FirstStage,
@@ -451,22 +490,27 @@ pub(crate) struct FsPscEntry {
 }
 
 impl FsPscEntry {
+    #[inline]
     pub(crate) fn key(did: u16, pasid: u32, input: u64, level: u8) -> [u64; 2] {
         [prefix_key(input, level), did_pasid_key(did, Some(pasid))]
     }
 
+    #[inline]
     pub(crate) fn key_did(key: &[u64; 2]) -> u16 {
         key[1] as u16
     }
 
+    #[inline]
     pub(crate) fn key_pasid(key: &[u64; 2]) -> u32 {
         key_pasid(key[1]).unwrap_or(0)
     }
 
+    #[inline]
     pub(crate) fn key_overlaps(key: &[u64; 2], start: u64, end: u64) -> bool {
         prefix_overlaps(key[0], start, end)
     }
 
+    #[inline]
     pub(crate) fn encode(&self) -> [u64; 2] {
         [
             self.next_table & ADDR_MASK
@@ -477,6 +521,7 @@ impl FsPscEntry {
         ]
     }
 
+    #[inline]
     pub(crate) fn decode(v: &[u64; 2]) -> Self {
         Self {
             next_table: v[0] & ADDR_MASK,
@@ -497,22 +542,27 @@ pub(crate) struct SsPscEntry {
 }
 
 impl SsPscEntry {
+    #[inline]
     pub(crate) fn key(did: u16, input: u64, level: u8) -> [u64; 2] {
         [prefix_key(input, level), did as u64]
     }
 
+    #[inline]
     pub(crate) fn key_did(key: &[u64; 2]) -> u16 {
         key[1] as u16
     }
 
+    #[inline]
     pub(crate) fn key_overlaps(key: &[u64; 2], start: u64, end: u64) -> bool {
         prefix_overlaps(key[0], start, end)
     }
 
+    #[inline]
     pub(crate) fn encode(&self) -> [u64; 1] {
         [self.next_table & ADDR_MASK | self.perms.bits() as u64]
     }
 
+    #[inline]
     pub(crate) fn decode(v: &[u64; 1]) -> Self {
         Self {
             next_table: v[0] & ADDR_MASK,
@@ -545,6 +595,7 @@ pub(crate) struct FrontEntry {
 }
 
 impl FrontEntry {
+    #[inline]
     pub(crate) fn key(sid: u16, pasid: Option<u32>, privileged: bool, addr: u64) -> [u64; 2] {
         [
             (addr >> 12) << 1 | privileged as u64,
@@ -552,6 +603,7 @@ impl FrontEntry {
         ]
     }
 
+    #[inline]
     pub(crate) fn encode(&self) -> [u64; 9] {
         let kind = match self.kind {
             IotlbKind::FirstStage => 0,
@@ -610,30 +662,37 @@ pub(crate) struct DevTlbEntry {
 }
 
 impl DevTlbEntry {
+    #[inline]
     pub(crate) fn key(sid: u16, pasid: Option<u32>, addr: u64, size: PageSize) -> [u64; 2] {
         [page_key(addr, size), did_pasid_key(sid, pasid)]
     }
 
+    #[inline]
     pub(crate) fn key_sid(key: &[u64; 2]) -> u16 {
         key[1] as u16
     }
 
+    #[inline]
     pub(crate) fn key_pasid(key: &[u64; 2]) -> Option<u32> {
         key_pasid(key[1])
     }
 
+    #[inline]
     pub(crate) fn key_overlaps(key: &[u64; 2], start: u64, end: u64) -> bool {
         page_overlaps(key[0], start, end)
     }
 
+    #[inline]
     pub(crate) fn key_size(key: &[u64; 2]) -> PageSize {
         size_from_code(key[0])
     }
 
+    #[inline]
     pub(crate) fn encode(&self) -> [u64; 1] {
         [self.hpa & ADDR_MASK | self.perms.bits() as u64]
     }
 
+    #[inline]
     pub(crate) fn decode(v: &[u64; 1]) -> Self {
         Self {
             hpa: v[0] & ADDR_MASK,
@@ -647,7 +706,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn pasid_fast_view_agrees_with_full_decode() {
+    fn pasid_entry_round_trips() {
         let pe = PasidCtx {
             pgtt: Pgtt::Nested,
             did: 0x1234,
@@ -676,12 +735,6 @@ mod tests {
         };
         let v = CachedPasid::Present(pe).encode();
         assert_eq!(CachedPasid::decode(&v), CachedPasid::Present(pe));
-        let fast = CachedPasid::fast_view(&v).unwrap();
-        assert_eq!((fast.pgtt, fast.did), (pe.pgtt, pe.did));
-        assert_eq!(
-            (fast.sre, fast.ere, fast.wpe, fast.smep, fast.ssee),
-            (true, false, true, true, true)
-        );
     }
 
     #[test]

@@ -18,15 +18,18 @@
 mod entries;
 mod seqcache;
 
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 pub(crate) use entries::{
     CachedContext, CachedPasid, Denial, DevTlbEntry, FrontEntry, FsPscEntry, IotlbEntry, IotlbKind,
     SsPscEntry, size_code,
 };
-use seqcache::SeqCache;
+pub(crate) use seqcache::SlotRef;
+use seqcache::{Fold, SeqCache};
 
 use crate::invalidation::Invalidation;
+use crate::stats::SHARDS;
 
 /// How a full set picks its victim.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -145,7 +148,17 @@ pub(crate) struct Caches {
     /// Not an architectural cache: answers for request shapes, each tied to the
     /// context-cache, PASID-cache and IOTLB entries it came from and served only while
     /// they are cached unchanged (see [`FrontEntry`]). It needs no invalidation.
-    pub(crate) front: SeqCache<2, 9>,
+    ///
+    /// One per thread (by counter-shard index, made on a thread's first use; threads
+    /// beyond the shards share the last): an entry is only a shortcut to what the three
+    /// caches hold, so no thread needs another's, and keeping them apart keeps one
+    /// thread's fills from invalidating the lines every other thread probes.
+    ///
+    /// Held inline, not boxed, so a probe reaches its thread's cache without one more
+    /// dependent load.
+    fronts: [OnceLock<SeqCache<2, 9, Fold>>; SHARDS + 1],
+    /// Geometry of each front cache (that of the IOTLB).
+    front_geometry: (usize, usize),
 }
 
 impl Caches {
@@ -167,8 +180,23 @@ impl Caches {
             fs_psc: SeqCache::new(fs, fw, policy),
             ss_psc: SeqCache::new(ss, sw, policy),
             devtlb: SeqCache::new(ds, dw, policy),
-            front: SeqCache::new(is, iw, Replacement::Fifo),
+            fronts: std::array::from_fn(|_| OnceLock::new()),
+            front_geometry: (is, iw),
         }
+    }
+
+    /// The front cache of the thread with counter-shard index `shard`, if it made one.
+    #[inline(always)]
+    pub(crate) fn front(&self, shard: usize) -> Option<&SeqCache<2, 9, Fold>> {
+        self.fronts.get(shard)?.get()
+    }
+
+    /// The front cache of the thread with counter-shard index `shard`, made if need be.
+    pub(crate) fn front_or_make(&self, shard: usize) -> &SeqCache<2, 9, Fold> {
+        self.fronts[shard.min(SHARDS)].get_or_init(|| {
+            let (sets, ways) = self.front_geometry;
+            SeqCache::new(sets, ways, Replacement::Fifo)
+        })
     }
 
     /// The current invalidation epoch; a walk reads it before its first table read.
@@ -179,6 +207,7 @@ impl Caches {
 
     /// True when no invalidation started since `epoch` was read. Called under a set lock,
     /// which orders it against the invalidation's own pass over that set.
+    #[inline]
     pub(crate) fn epoch_unchanged(&self, epoch: u64) -> bool {
         self.epoch.load(Ordering::Acquire) == epoch
     }

@@ -9,6 +9,7 @@
 //! is dropped under the set lock, so a walk that raced with an invalidation can never
 //! re-insert what the invalidation removed (see [`SeqCache::insert`]).
 
+use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
 
 use super::Replacement;
@@ -31,6 +32,24 @@ pub(crate) struct SlotRef {
     pub(crate) meta: u64,
 }
 
+/// A slot found still holding the entry a [`SlotRef`] named (see [`SeqCache::current`]).
+pub(crate) struct CurrentSlot<'a> {
+    meta: &'a AtomicU64,
+    /// The metadata as the check read it.
+    seen: u64,
+    clock: bool,
+}
+
+impl CurrentSlot<'_> {
+    /// Count a hit on the entry for the replacement policy, as a lookup would.
+    #[inline]
+    pub(crate) fn touch(self) {
+        if self.clock && self.seen & REFERENCED == 0 {
+            self.meta.fetch_or(REFERENCED, Ordering::Relaxed);
+        }
+    }
+}
+
 /// The metadata word after one more write, valid or not.
 fn next_generation(meta: u64, valid: bool) -> u64 {
     ((meta & !(VALID | REFERENCED)).wrapping_add(GENERATION)) | valid as u64
@@ -45,11 +64,87 @@ struct SetHeader {
     hand: AtomicU32,
 }
 
-/// A set-associative cache of `K`-word keys and `V`-word values.
-pub(crate) struct SeqCache<const K: usize, const V: usize> {
+/// One entry's storage: the metadata word, then the key and value words.
+struct Slot<const K: usize, const V: usize> {
+    meta: AtomicU64,
+    key: [AtomicU64; K],
+    value: [AtomicU64; V],
+}
+
+impl<const K: usize, const V: usize> Slot<K, V> {
+    fn new() -> Self {
+        Self {
+            meta: AtomicU64::new(0),
+            key: std::array::from_fn(|_| AtomicU64::new(0)),
+            value: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+
+    /// True when the slot's key words equal `key` (the caller checks validity).
+    #[inline(always)]
+    fn holds(&self, key: &[u64; K]) -> bool {
+        // The first key word differs for almost every other entry: test it first.
+        if self.key[0].load(Ordering::Relaxed) != key[0] {
+            return false;
+        }
+        let rest = self.key[1..].iter().zip(&key[1..]);
+        rest.fold(true, |same, (cell, k)| {
+            same & (cell.load(Ordering::Relaxed) == *k)
+        })
+    }
+
+    #[inline(always)]
+    fn load_value(&self) -> [u64; V] {
+        std::array::from_fn(|i| self.value[i].load(Ordering::Relaxed))
+    }
+}
+
+/// How a cache spreads its keys over its sets.
+pub(crate) trait SetHash<const K: usize> {
+    /// The hash whose low bits pick the set.
+    fn hash(key: &[u64; K]) -> u64;
+}
+
+/// Each key word mixed in turn (a multiply-xorshift per word, cheap and well spread). The
+/// architectural caches use it, and must keep it: where an entry lands decides what it
+/// evicts.
+pub(crate) struct Mix;
+
+impl<const K: usize> SetHash<K> for Mix {
+    #[inline(always)]
+    fn hash(key: &[u64; K]) -> u64 {
+        let mut h = 0u64;
+        for &w in key {
+            h = (h ^ w).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            h ^= h >> 29;
+        }
+        h
+    }
+}
+
+/// The later words multiplied independently and folded into the first, then one
+/// multiply-xorshift: half the dependent multiplies of [`Mix`] on the way to the set. For
+/// the front cache, which is probed on every translation and whose placement nothing
+/// observes.
+pub(crate) struct Fold;
+
+impl<const K: usize> SetHash<K> for Fold {
+    #[inline(always)]
+    fn hash(key: &[u64; K]) -> u64 {
+        let mut h = key[0];
+        for &w in &key[1..] {
+            h ^= w.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+        let h = h.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        h ^ h >> 29
+    }
+}
+
+/// A set-associative cache of `K`-word keys and `V`-word values, placed by `H`.
+pub(crate) struct SeqCache<const K: usize, const V: usize, H = Mix> {
     headers: Box<[SetHeader]>,
-    /// Per slot: one metadata word, K key words, V value words.
-    words: Box<[AtomicU64]>,
+    /// `ways` consecutive slots per set.
+    slots: Box<[Slot<K, V>]>,
     set_mask: u64,
     ways: usize,
     policy: Replacement,
@@ -59,11 +154,10 @@ pub(crate) struct SeqCache<const K: usize, const V: usize> {
     /// inserted at some point. Lookups skip kinds never inserted; it is never cleared, so
     /// it can only cost a useless probe, never hide an entry.
     kinds: AtomicU64,
+    hash: PhantomData<H>,
 }
 
-impl<const K: usize, const V: usize> SeqCache<K, V> {
-    const SLOT_WORDS: usize = 1 + K + V;
-
+impl<const K: usize, const V: usize, H: SetHash<K>> SeqCache<K, V, H> {
     /// A cache of `sets` sets (a power of two) of `ways` entries each.
     pub(crate) fn new(sets: usize, ways: usize, policy: Replacement) -> Self {
         let sets = sets.max(1).next_power_of_two();
@@ -75,24 +169,26 @@ impl<const K: usize, const V: usize> SeqCache<K, V> {
                     hand: AtomicU32::new(0),
                 })
                 .collect(),
-            words: (0..sets * ways * Self::SLOT_WORDS)
-                .map(|_| AtomicU64::new(0))
-                .collect(),
+            slots: (0..sets * ways).map(|_| Slot::new()).collect(),
             set_mask: sets as u64 - 1,
             ways,
             policy,
             rng: AtomicU64::new(0x9E37_79B9_7F4A_7C15),
             kinds: AtomicU64::new(0),
+            hash: PhantomData,
         }
     }
 
-    fn slot(&self, set: usize, way: usize) -> &[AtomicU64] {
-        let start = (set * self.ways + way) * Self::SLOT_WORDS;
-        &self.words[start..start + Self::SLOT_WORDS]
+    /// The slots of `set`, way 0 first.
+    #[inline(always)]
+    fn set_slots(&self, set: usize) -> &[Slot<K, V>] {
+        let first = set * self.ways;
+        &self.slots[first..first + self.ways]
     }
 
+    #[inline(always)]
     fn set_of(&self, key: &[u64; K]) -> usize {
-        (hash(key) & self.set_mask) as usize
+        (H::hash(key) & self.set_mask) as usize
     }
 
     /// True when an entry of `kind` (0..64) may be cached.
@@ -103,13 +199,14 @@ impl<const K: usize, const V: usize> SeqCache<K, V> {
 
     /// [`SeqCache::insert`] of an entry of `kind`, which lookups check with
     /// [`SeqCache::may_hold`].
+    #[inline]
     pub(crate) fn insert_kind(
         &self,
         key: &[u64; K],
         value: &[u64; V],
         kind: u32,
         still_valid: impl FnOnce() -> bool,
-    ) -> bool {
+    ) -> Option<SlotRef> {
         if !self.may_hold(kind) {
             self.kinds.fetch_or(1 << kind, Ordering::Relaxed);
         }
@@ -123,86 +220,68 @@ impl<const K: usize, const V: usize> SeqCache<K, V> {
     }
 
     /// The value cached under `key` and where it sits, if any.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn lookup_ref(&self, key: &[u64; K]) -> Option<([u64; V], SlotRef)> {
         let set = self.set_of(key);
         let header = &self.headers[set];
+        let slots = self.set_slots(set);
         loop {
             let before = header.seq.load(Ordering::Acquire);
             if before & 1 != 0 {
                 std::hint::spin_loop();
                 continue;
             }
-            let found = self.scan(set, key);
+            let found = Self::scan(slots, key);
             fence(Ordering::Acquire);
-            if header.seq.load(Ordering::Relaxed) == before {
-                return found.map(|(slot, meta, value)| {
-                    self.touch_meta(&self.words[slot * Self::SLOT_WORDS], meta);
-                    (
-                        value,
-                        SlotRef {
-                            index: slot as u64,
-                            meta: meta & !REFERENCED,
-                        },
-                    )
-                });
-            }
-        }
-    }
-
-    /// True when the slot `r` names still holds the entry it named.
-    #[inline]
-    pub(crate) fn still_cached(&self, r: SlotRef) -> bool {
-        let word = (r.index as usize)
-            .checked_mul(Self::SLOT_WORDS)
-            .and_then(|i| self.words.get(i));
-        word.is_some_and(|meta| meta.load(Ordering::Acquire) & !REFERENCED == r.meta)
-    }
-
-    /// Count a hit on the entry `r` names, for the replacement policy.
-    #[inline]
-    pub(crate) fn touch(&self, r: SlotRef) {
-        if let Some(meta) = self.words.get(r.index as usize * Self::SLOT_WORDS) {
-            self.touch_meta(meta, meta.load(Ordering::Relaxed));
-        }
-    }
-
-    /// Find `key` in `set`: its slot number, metadata and a copy of its value.
-    #[inline(always)]
-    fn scan(&self, set: usize, key: &[u64; K]) -> Option<(usize, u64, [u64; V])> {
-        let first = set * self.ways;
-        let start = first * Self::SLOT_WORDS;
-        let words = &self.words[start..start + self.ways * Self::SLOT_WORDS];
-        for (way, slot) in words.chunks_exact(Self::SLOT_WORDS).enumerate() {
-            // The first key word differs for almost every other entry: test it first.
-            if slot[1].load(Ordering::Relaxed) != key[0] {
+            if header.seq.load(Ordering::Relaxed) != before {
                 continue;
             }
-            let meta = slot[0].load(Ordering::Relaxed);
+            let (way, slot, meta, value) = found?;
+            self.touch_meta(&slot.meta, meta);
+            let slot_ref = SlotRef {
+                index: (set * self.ways + way) as u64,
+                meta: meta & !REFERENCED,
+            };
+            return Some((value, slot_ref));
+        }
+    }
+
+    /// The slot `r` names, if it still holds the entry it named.
+    #[inline]
+    pub(crate) fn current(&self, r: SlotRef) -> Option<CurrentSlot<'_>> {
+        let slot = self.slots.get(r.index as usize)?;
+        let seen = slot.meta.load(Ordering::Acquire);
+        (seen & !REFERENCED == r.meta).then_some(CurrentSlot {
+            meta: &slot.meta,
+            seen,
+            clock: self.policy == Replacement::Clock,
+        })
+    }
+
+    /// Find `key` among `slots`: its way, slot, metadata and a copy of its value.
+    #[inline(always)]
+    fn scan<'s>(
+        slots: &'s [Slot<K, V>],
+        key: &[u64; K],
+    ) -> Option<(usize, &'s Slot<K, V>, u64, [u64; V])> {
+        for (way, slot) in slots.iter().enumerate() {
+            if !slot.holds(key) {
+                continue;
+            }
+            let meta = slot.meta.load(Ordering::Relaxed);
             if meta & VALID == 0 {
                 continue;
             }
-            let mut same = true;
-            for i in 1..K {
-                same &= slot[1 + i].load(Ordering::Relaxed) == key[i];
-            }
-            if !same {
-                continue;
-            }
-            let mut value = [0u64; V];
-            for (i, v) in value.iter_mut().enumerate() {
-                *v = slot[1 + K + i].load(Ordering::Relaxed);
-            }
-            return Some((first + way, meta, value));
+            return Some((way, slot, meta, slot.load_value()));
         }
         None
     }
 
     /// Mark a hit for the clock policy: a write only when the bit is not yet set, so a hot
     /// entry costs its readers nothing.
-    #[inline]
+    #[inline(always)]
     fn touch_meta(&self, meta: &AtomicU64, seen: u64) {
-        if self.policy == Replacement::Clock && seen & REFERENCED == 0 {
+        if seen & REFERENCED == 0 && self.policy == Replacement::Clock {
             meta.fetch_or(REFERENCED, Ordering::Relaxed);
         }
     }
@@ -236,42 +315,47 @@ impl<const K: usize, const V: usize> SeqCache<K, V> {
 
     /// Insert `value` under `key`, replacing an existing entry with the same key or a
     /// victim chosen by the policy. `still_valid` runs under the set lock; the fill is
-    /// dropped (returns false) when it says the walk raced with an invalidation.
+    /// dropped (returns `None`) when it says the walk raced with an invalidation. On
+    /// success, returns where the entry now sits.
     pub(crate) fn insert(
         &self,
         key: &[u64; K],
         value: &[u64; V],
         still_valid: impl FnOnce() -> bool,
-    ) -> bool {
+    ) -> Option<SlotRef> {
         let set = self.set_of(key);
         let locked = self.lock(set);
         if !still_valid() {
             self.unlock(set, locked);
-            return false;
+            return None;
         }
-        let way = self.choose_way(set, key);
-        let slot = self.slot(set, way);
-        for (i, k) in key.iter().enumerate() {
-            slot[1 + i].store(*k, Ordering::Relaxed);
+        let slots = self.set_slots(set);
+        let way = self.choose_way(set, slots, key);
+        let slot = &slots[way];
+        for (cell, k) in slot.key.iter().zip(key) {
+            cell.store(*k, Ordering::Relaxed);
         }
-        for (i, v) in value.iter().enumerate() {
-            slot[1 + K + i].store(*v, Ordering::Relaxed);
+        for (cell, v) in slot.value.iter().zip(value) {
+            cell.store(*v, Ordering::Relaxed);
         }
-        let meta = slot[0].load(Ordering::Relaxed);
-        slot[0].store(next_generation(meta, true), Ordering::Release);
+        let meta = next_generation(slot.meta.load(Ordering::Relaxed), true);
+        slot.meta.store(meta, Ordering::Release);
         self.unlock(set, locked);
-        true
+        Some(SlotRef {
+            index: (set * self.ways + way) as u64,
+            meta,
+        })
     }
 
     /// The way to fill: the entry with the same key, else a free way, else the victim.
-    fn choose_way(&self, set: usize, key: &[u64; K]) -> usize {
+    #[inline(always)]
+    fn choose_way(&self, set: usize, slots: &[Slot<K, V>], key: &[u64; K]) -> usize {
         let mut free = None;
-        for way in 0..self.ways {
-            let slot = self.slot(set, way);
-            let meta = slot[0].load(Ordering::Relaxed);
+        for (way, slot) in slots.iter().enumerate() {
+            let meta = slot.meta.load(Ordering::Relaxed);
             if meta & VALID == 0 {
                 free.get_or_insert(way);
-            } else if (0..K).all(|i| slot[1 + i].load(Ordering::Relaxed) == key[i]) {
+            } else if slot.holds(key) {
                 return way;
             }
         }
@@ -280,22 +364,28 @@ impl<const K: usize, const V: usize> SeqCache<K, V> {
         }
         let hand = &self.headers[set].hand;
         match self.policy {
-            Replacement::Fifo => {
-                let way = hand.load(Ordering::Relaxed) as usize % self.ways;
-                hand.store(((way + 1) % self.ways) as u32, Ordering::Relaxed);
-                way
-            }
+            Replacement::Fifo => self.advance_hand(hand),
             Replacement::Random => (self.next_random() % self.ways as u64) as usize,
             Replacement::Clock => loop {
-                let way = hand.load(Ordering::Relaxed) as usize % self.ways;
-                hand.store(((way + 1) % self.ways) as u32, Ordering::Relaxed);
-                let meta = &self.slot(set, way)[0];
+                let way = self.advance_hand(hand);
+                let meta = &slots[way].meta;
                 if meta.load(Ordering::Relaxed) & REFERENCED == 0 {
                     break way;
                 }
                 meta.fetch_and(!REFERENCED, Ordering::Relaxed);
             },
         }
+    }
+
+    /// The way the hand points at, moving the hand on to the next. The hand is always
+    /// below `ways`, so a compare replaces the division a modulo would cost.
+    #[inline(always)]
+    fn advance_hand(&self, hand: &AtomicU32) -> usize {
+        let way = hand.load(Ordering::Relaxed) as usize;
+        let way = if way < self.ways { way } else { 0 };
+        let next = if way + 1 == self.ways { 0 } else { way + 1 };
+        hand.store(next as u32, Ordering::Relaxed);
+        way
     }
 
     fn next_random(&self) -> u64 {
@@ -315,16 +405,15 @@ impl<const K: usize, const V: usize> SeqCache<K, V> {
         let mut dropped = 0;
         for set in 0..self.headers.len() {
             let locked = self.lock(set);
-            for way in 0..self.ways {
-                let slot = self.slot(set, way);
-                let meta = slot[0].load(Ordering::Relaxed);
+            for slot in self.set_slots(set) {
+                let meta = slot.meta.load(Ordering::Relaxed);
                 if meta & VALID == 0 {
                     continue;
                 }
-                let key = std::array::from_fn(|i| slot[1 + i].load(Ordering::Relaxed));
-                let value = std::array::from_fn(|i| slot[1 + K + i].load(Ordering::Relaxed));
-                if matches(&key, &value) {
-                    slot[0].store(next_generation(meta, false), Ordering::Release);
+                let key = std::array::from_fn(|i| slot.key[i].load(Ordering::Relaxed));
+                if matches(&key, &slot.load_value()) {
+                    slot.meta
+                        .store(next_generation(meta, false), Ordering::Release);
                     dropped += 1;
                 }
             }
@@ -340,22 +429,11 @@ impl<const K: usize, const V: usize> SeqCache<K, V> {
 
     /// Number of valid entries (for tests and statistics; not a consistent snapshot).
     pub(crate) fn len(&self) -> usize {
-        (0..self.headers.len())
-            .flat_map(|set| (0..self.ways).map(move |way| (set, way)))
-            .filter(|&(set, way)| self.slot(set, way)[0].load(Ordering::Relaxed) & VALID != 0)
+        self.slots
+            .iter()
+            .filter(|slot| slot.meta.load(Ordering::Relaxed) & VALID != 0)
             .count()
     }
-}
-
-/// Mix the key words into a set index (a multiply-xorshift, cheap and well spread).
-#[inline]
-fn hash<const K: usize>(key: &[u64; K]) -> u64 {
-    let mut h = 0u64;
-    for &w in key {
-        h = (h ^ w).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        h ^= h >> 29;
-    }
-    h
 }
 
 #[cfg(test)]
@@ -365,7 +443,7 @@ mod tests {
     #[test]
     fn inserted_value_is_found_by_its_key() {
         let cache = SeqCache::<1, 2>::new(4, 2, Replacement::Clock);
-        assert!(cache.insert(&[7], &[70, 71], || true));
+        assert!(cache.insert(&[7], &[70, 71], || true).is_some());
         assert_eq!(cache.lookup(&[7]), Some([70, 71]));
         assert_eq!(cache.lookup(&[8]), None);
     }
@@ -382,7 +460,7 @@ mod tests {
     #[test]
     fn fill_refused_by_epoch_check_inserts_nothing() {
         let cache = SeqCache::<1, 1>::new(1, 4, Replacement::Fifo);
-        assert!(!cache.insert(&[1], &[10], || false));
+        assert!(cache.insert(&[1], &[10], || false).is_none());
         assert_eq!(cache.lookup(&[1]), None);
     }
 
@@ -424,14 +502,19 @@ mod tests {
         let cache = SeqCache::<1, 1>::new(1, 1, Replacement::Fifo);
         cache.insert(&[1], &[10], || true);
         let (_, r) = cache.lookup_ref(&[1]).unwrap();
-        assert!(cache.still_cached(r));
+        assert!(cache.current(r).is_some());
         cache.insert(&[2], &[20], || true);
-        assert!(!cache.still_cached(r));
+        assert!(cache.current(r).is_none());
         let (_, r2) = cache.lookup_ref(&[2]).unwrap();
         cache.clear();
-        assert!(!cache.still_cached(r2));
-        cache.insert(&[2], &[20], || true);
-        assert!(!cache.still_cached(r2), "a refill is a new generation");
+        assert!(cache.current(r2).is_none());
+        let r3 = cache.insert(&[2], &[20], || true).unwrap();
+        assert!(cache.current(r2).is_none(), "a refill is a new generation");
+        assert_eq!(
+            cache.lookup_ref(&[2]).unwrap().1,
+            r3,
+            "insert names the slot it filled"
+        );
     }
 
     #[test]

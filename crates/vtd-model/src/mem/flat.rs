@@ -41,6 +41,7 @@ impl FlatMem {
         self.words.len() as u64 * 8
     }
 
+    #[inline]
     fn word(&self, addr: u64) -> Result<&AtomicU64, MemError> {
         let index = addr.checked_sub(self.base).map(|off| off / 8);
         index
@@ -50,7 +51,10 @@ impl FlatMem {
     }
 }
 
+// The hot accessors are `#[inline]` so that a walker compiled in another crate (the
+// walker is generic over its memory) can inline them.
 impl PhysMem for FlatMem {
+    #[inline]
     fn read_u64(&self, addr: u64) -> Result<u64, MemError> {
         check_aligned(addr, 8)?;
         Ok(self.word(addr)?.load(Ordering::Acquire))
@@ -62,6 +66,7 @@ impl PhysMem for FlatMem {
         Ok(())
     }
 
+    #[inline]
     fn compare_exchange_u64(
         &self,
         addr: u64,

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use super::MemError;
 
 /// Check natural alignment of an access of `size` bytes.
+#[inline]
 pub(crate) fn check_aligned(addr: u64, size: u8) -> Result<(), MemError> {
     if addr.is_multiple_of(size as u64) {
         Ok(())

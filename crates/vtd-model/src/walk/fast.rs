@@ -2,7 +2,14 @@
 //! rights allow the request.
 //!
 //! It tries the front cache first (one probe, then a check that the three entries behind
-//! the answer are still cached unchanged), then the three caches in turn.
+//! the answer are still cached unchanged), then the three caches in turn. The front-cache
+//! probe is inlined into `Unit::translate`; everything after it is out of line.
+//!
+//! When the fast path has to give up, the walker reuses its lookups ([`Prefetch`], filled
+//! in place), and after a walk that filled the IOTLB it makes the front-cache entry the
+//! next identical request would otherwise make here (`front_fill_after_walk`), with the
+//! same helpers, so a page a device keeps using costs one walk, not a walk and a slower
+//! second lookup.
 //!
 //! It decides nothing the full walk would decide differently: whenever a step is not a
 //! clean hit (a miss, a cached not-present entry, a denial, a dirty flag still to set,
@@ -14,85 +21,88 @@ use vtd_spec::addr::PageSize;
 use vtd_spec::pasid::Pgtt;
 use vtd_spec::regs::Ttm;
 
-use super::SmContext;
-use crate::cache::{CachedContext, CachedPasid, FrontEntry, IotlbEntry, IotlbKind, size_code};
+use super::{PasidCtx, SmContext, Walker};
+use crate::cache::{
+    CachedContext, CachedPasid, FrontEntry, IotlbEntry, IotlbKind, SlotRef, size_code,
+};
 use crate::mem::PhysMem;
-use crate::request::{AddressType, Request, Translation, TranslationKind};
-use crate::stats::Counter;
+use crate::request::{AddressType, Perms, Request, Translation};
+use crate::stats::{Counter, shard_index};
+use crate::trace::WalkObserver;
 use crate::unit::Unit;
 
 /// What the fast path found before it had to give up: the cache lookups the walker need
 /// not repeat. Every field is a clean hit (or, for the IOTLB, a clean miss).
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Prefetch {
-    /// The context-cache entry of the source id.
-    pub(crate) ctx: Option<SmContext>,
-    /// The PASID looked up and its PASID-cache entry, packed.
-    pub(crate) pasid: Option<(u32, [u64; 3])>,
+    /// The context-cache entry of the source id and where it sits.
+    pub(crate) ctx: Option<(SmContext, SlotRef)>,
+    /// The PASID looked up, its PASID-cache entry and where it sits.
+    pub(crate) pasid: Option<(u32, PasidCtx, SlotRef)>,
     /// The IOTLB holds no entry of any page size for the request.
     pub(crate) iotlb_absent: bool,
 }
 
-/// The fast path's answer.
-pub(crate) enum FastPath {
-    /// Served from the caches.
-    Hit(Translation),
-    /// The walker must translate; here is what the fast path already looked up.
-    Walk(Prefetch),
+/// True for the requests the fast path (and so the front cache) serves: untranslated, no
+/// execute, not zero-length. Anything else always goes to the walker.
+#[inline]
+fn front_eligible(req: &Request) -> bool {
+    req.address_type == AddressType::Untranslated && !req.execute && req.len != 0
 }
 
 impl<M: PhysMem> Unit<M> {
-    /// The translation of `req` if every cache hits cleanly; otherwise what the walker can
-    /// reuse.
-    #[inline]
-    pub(crate) fn fast_path(&self, req: &Request) -> FastPath {
-        if !self.caches.enabled
-            || req.address_type != AddressType::Untranslated
-            || req.execute
-            || req.len == 0
-        {
-            return FastPath::Walk(Prefetch::default());
-        }
+    /// True when the fast path may serve `req`: caching on, a request it handles, and
+    /// remapping enabled in scalable mode.
+    #[inline(always)]
+    fn fast_path_applies(&self, req: &Request) -> bool {
         let state = self.root_state();
-        if !state.enabled() || state.ttm() != Ttm::Scalable || !self.config.ecap.smts() {
-            return FastPath::Walk(Prefetch::default());
+        self.caches.enabled
+            && front_eligible(req)
+            && state.enabled()
+            && state.ttm() == Ttm::Scalable
+            && self.config.ecap.smts()
+    }
+
+    /// The translation of `req` if the context cache, PASID cache and IOTLB all hit
+    /// cleanly; otherwise `None`, with what the walker can reuse left in `found` (the
+    /// walker's own prefetch, so nothing is copied). The front cache was tried first.
+    #[inline]
+    pub(crate) fn fast_path(&self, req: &Request, found: &mut Prefetch) -> Option<Translation> {
+        if !self.fast_path_applies(req) {
+            return None;
         }
-        if let Some(t) = self.front_hit(req) {
-            return FastPath::Hit(t);
-        }
-        let mut found = Prefetch::default();
-        match self.fast_hit(req, &mut found) {
-            Some(t) => FastPath::Hit(t),
-            None => FastPath::Walk(found),
-        }
+        self.fast_hit(req, found)
     }
 
     /// One probe of the front cache, then a check that the three cache entries behind the
     /// answer are still cached unchanged.
-    #[inline]
-    fn front_hit(&self, req: &Request) -> Option<Translation> {
-        let caches = &self.caches;
-        let privileged = req.pasid.is_some() && req.privileged;
-        let key = FrontEntry::key(req.sid, req.pasid, privileged, req.addr);
-        let entry = FrontEntry::decode(&caches.front.lookup(&key)?);
-        let [context, pasid, iotlb] = entry.sources;
-        let current = caches.context.still_cached(context)
-            && caches.pasid.still_cached(pasid)
-            && caches.iotlb.still_cached(iotlb);
-        if !current || (req.access.needs_write() && !entry.dirty) || !entry.perms.allow(req.access)
-        {
+    #[inline(always)]
+    pub(crate) fn front_hit(&self, req: &Request) -> Option<Translation> {
+        if !self.fast_path_applies(req) {
             return None;
         }
-        caches.context.touch(context);
-        caches.pasid.touch(pasid);
-        caches.iotlb.touch(iotlb);
-        self.counters.inc(Counter::FastHits);
+        let caches = &self.caches;
+        // The thread's index picks its front cache and, on a hit, its counters.
+        let shard = shard_index();
+        let key = FrontEntry::key(req.sid, req.pasid, front_privileged(req), req.addr);
+        let entry = FrontEntry::decode(&caches.front(shard)?.lookup(&key)?);
+        let [context, pasid, iotlb] = entry.sources;
+        let context = caches.context.current(context)?;
+        let pasid = caches.pasid.current(pasid)?;
+        let iotlb = caches.iotlb.current(iotlb)?;
+        if (req.access.needs_write() && !entry.dirty) || !entry.perms.allow(req.access) {
+            return None;
+        }
+        context.touch();
+        pasid.touch();
+        iotlb.touch();
+        self.counters.shard_at(shard).inc(Counter::FastHits);
         let offset = req.addr & 0xFFF;
         Some(Translation {
             hpa: entry.hpa | offset,
             page_size: entry.size,
             perms: entry.perms,
-            kind: translation_kind(entry.kind),
+            kind: entry.kind.translation_kind(),
             did: Some(entry.did),
             gpa: (entry.kind == IotlbKind::Nested).then_some(entry.gpa | offset),
             from_iotlb: true,
@@ -110,59 +120,92 @@ impl<M: PhysMem> Unit<M> {
         let CachedContext::Scalable(ctx) = CachedContext::decode(&raw_ctx) else {
             return None;
         };
-        found.ctx = Some(ctx);
+        found.ctx = Some((ctx, ctx_ref));
         if req.pasid.is_some() && !ctx.paside {
             return None;
         }
         let ecap = self.config.ecap;
         let pasid = ctx.effective_pasid(req, ecap.rps(), self.limits.pasid_bits)?;
         let (raw_pe, pasid_ref) = caches.pasid.lookup_ref(&CachedPasid::key(req.sid, pasid))?;
-        let pe = CachedPasid::fast_view(&raw_pe)?;
-        found.pasid = Some((pasid, raw_pe));
+        let CachedPasid::Present(pe) = CachedPasid::decode(&raw_pe) else {
+            return None;
+        };
+        found.pasid = Some((pasid, pe, pasid_ref));
         let privileged = ctx.privileged(req, ecap.rprivs());
         if (privileged && !pe.sre) || pe.pgtt == Pgtt::PassThrough {
             return None;
         }
         let tag_pasid = pe.pgtt.uses_first_stage().then_some(pasid);
-        let probe = |size| {
-            let held = caches.iotlb.may_hold(size_code(size) as u32);
-            held.then(|| {
-                caches
-                    .iotlb
-                    .lookup_ref(&IotlbEntry::key(pe.did, tag_pasid, req.addr, size))
-            })
-            .flatten()
-        };
-        let ((raw, iotlb_ref), size) = match probe(PageSize::Size4K) {
-            Some(hit) => (hit, PageSize::Size4K),
-            None => match probe(PageSize::Size2M) {
-                Some(hit) => (hit, PageSize::Size2M),
-                None => match probe(PageSize::Size1G) {
-                    Some(hit) => (hit, PageSize::Size1G),
-                    None => {
-                        found.iotlb_absent = true;
-                        return None;
-                    }
-                },
-            },
+        // Smallest page first, as the walker's IOTLB lookup does.
+        let mut hit = None;
+        for size in PageSize::ALL {
+            if !caches.iotlb.may_hold(size_code(size) as u32) {
+                continue;
+            }
+            let key = IotlbEntry::key(pe.did, tag_pasid, req.addr, size);
+            if let Some(found) = caches.iotlb.lookup_ref(&key) {
+                hit = Some((found, size));
+                break;
+            }
+        }
+        let Some(((raw, iotlb_ref), size)) = hit else {
+            found.iotlb_absent = true;
+            return None;
         };
         let entry = IotlbEntry::decode(&raw);
+        let perms = self.fast_rights(req, &entry, &pe, privileged)?;
+        let t = entry.translation(req.addr, size, perms, pe.did, true);
+        // An output in the interrupt range faults (SGN.8): the walker reports it.
+        if vtd_spec::addr::in_interrupt_range(t.hpa) {
+            return None;
+        }
+        self.counters.inc(Counter::FastHits);
+        self.front_fill(
+            req,
+            &entry,
+            size,
+            perms,
+            pe.did,
+            [ctx_ref, pasid_ref, iotlb_ref],
+        );
+        Some(t)
+    }
+
+    /// The rights `req` gets from IOTLB `entry` when the fast path may serve it: a present
+    /// entry, every dirty flag a write needs already set, and rights that allow the
+    /// access. `None` leaves the request to the walker.
+    #[inline]
+    fn fast_rights(
+        &self,
+        req: &Request,
+        entry: &IotlbEntry,
+        pe: &PasidCtx,
+        privileged: bool,
+    ) -> Option<Perms> {
         if entry.kind == IotlbKind::NotPresent || (req.access.needs_write() && !entry.dirty) {
             return None;
         }
-        let perms = entry
-            .rights(
-                req,
-                pe.wpe,
-                pe.smep,
-                pe.ssee,
-                privileged,
-                self.config.cap.zlr(),
-            )
-            .ok()?;
-        self.counters.inc(Counter::FastHits);
-        let offset = req.addr & size.offset_mask();
-        let page_in_entry = offset & !0xFFF;
+        let zlr = self.config.cap.zlr();
+        let rights = entry.rights(req, pe.fs.wpe, pe.fs.smep, pe.ss.ssee, privileged, zlr);
+        rights.ok()
+    }
+
+    /// Remember in the front cache what IOTLB `entry` (of page `size`) answers `req`, tied
+    /// to the context-cache, PASID-cache and IOTLB entries in `sources`.
+    #[inline]
+    fn front_fill(
+        &self,
+        req: &Request,
+        entry: &IotlbEntry,
+        size: PageSize,
+        perms: Perms,
+        did: u16,
+        sources: [SlotRef; 3],
+    ) {
+        let page_in_entry = req.addr & size.offset_mask() & !0xFFF;
+        if vtd_spec::addr::in_interrupt_range(entry.hpa | page_in_entry) {
+            return;
+        }
         let front = FrontEntry {
             hpa: entry.hpa | page_in_entry,
             gpa: entry.gpa | page_in_entry,
@@ -170,32 +213,58 @@ impl<M: PhysMem> Unit<M> {
             dirty: entry.dirty,
             kind: entry.kind,
             size,
-            did: pe.did,
-            sources: [ctx_ref, pasid_ref, iotlb_ref],
+            did,
+            sources,
         };
-        let key = FrontEntry::key(
-            req.sid,
-            req.pasid,
-            req.pasid.is_some() && req.privileged,
-            req.addr,
-        );
-        caches.front.insert(&key, &front.encode(), || true);
-        Some(Translation {
-            hpa: entry.hpa | offset,
-            page_size: size,
-            perms,
-            kind: translation_kind(entry.kind),
-            did: Some(pe.did),
-            gpa: (entry.kind == IotlbKind::Nested).then_some(entry.gpa | offset),
-            from_iotlb: true,
-        })
+        let key = FrontEntry::key(req.sid, req.pasid, front_privileged(req), req.addr);
+        let front_cache = self.caches.front_or_make(shard_index());
+        front_cache.insert(&key, &front.encode(), || true);
     }
 }
 
-fn translation_kind(kind: IotlbKind) -> TranslationKind {
-    match kind {
-        IotlbKind::FirstStage => TranslationKind::FirstStage,
-        IotlbKind::Nested => TranslationKind::Nested,
-        _ => TranslationKind::SecondStage,
+impl<M: PhysMem, O: WalkObserver> Walker<'_, M, O> {
+    /// After a walk that filled the IOTLB (the entry sits at `iotlb_ref`): the front-cache
+    /// entry the fast path would make on the next identical request, made now.
+    ///
+    /// Only when the fast path served this walk's context and PASID entries from the
+    /// caches (so their slots are known and the request is one it handles), and the next
+    /// fast path would find this very IOTLB entry: a 4 KiB page is probed first, and a
+    /// larger one only when the fast path saw no entry of any size. The front entry is
+    /// served only while all three entries stay cached unchanged, like one the fast path
+    /// makes.
+    pub(super) fn front_fill_after_walk(
+        &self,
+        pe: &PasidCtx,
+        privileged: bool,
+        entry: &IotlbEntry,
+        size: PageSize,
+        iotlb_ref: SlotRef,
+    ) {
+        let (Some((_, ctx_ref)), Some((_, _, pasid_ref))) =
+            (self.prefetch.ctx, self.prefetch.pasid)
+        else {
+            return;
+        };
+        if !front_eligible(self.req) || (size != PageSize::Size4K && !self.prefetch.iotlb_absent) {
+            return;
+        }
+        let unit = self.unit;
+        let Some(perms) = unit.fast_rights(self.req, entry, pe, privileged) else {
+            return;
+        };
+        unit.front_fill(
+            self.req,
+            entry,
+            size,
+            perms,
+            pe.did,
+            [ctx_ref, pasid_ref, iotlb_ref],
+        );
     }
+}
+
+/// The privilege bit of a front-cache key: the request's PR, only with a PASID.
+#[inline]
+fn front_privileged(req: &Request) -> bool {
+    req.pasid.is_some() && req.privileged
 }

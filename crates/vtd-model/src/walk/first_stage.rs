@@ -7,12 +7,12 @@ use vtd_spec::first_stage::FsEntry;
 
 use super::scalable::PasidCtx;
 use super::second_stage::{SsError, SsLeaf, SsParams, SsWalk};
-use super::{Stop, Walker};
+use super::{Stop, Walked, Walker};
 use crate::cache::{FsPscEntry, IotlbEntry, IotlbKind};
 use crate::config::{AdTiming, NestedSsAd, NonSnoopedAd, Spr17, SsPermissionFault};
 use crate::fault::{Fault, FaultStage};
 use crate::mem::PhysMem;
-use crate::request::{Perms, Translation, TranslationKind};
+use crate::request::Perms;
 use crate::stats::Counter;
 use crate::trace::{CacheKind, SsPurpose, WalkEvent, WalkObserver};
 
@@ -29,23 +29,61 @@ pub(crate) struct FsParams {
     pub(crate) smep: bool,
 }
 
-/// One first-stage entry used by the walk.
+/// One first-stage entry used by the walk; its level is its place in [`FsPath`].
 #[derive(Clone, Copy, Debug)]
 struct FsStep {
-    level: u8,
     /// Table address as the first stage names it (GPA under nesting).
     table: u64,
     /// Host-physical address of the table.
     table_hpa: u64,
     /// Physical address of the entry.
     addr: u64,
-    /// Value as read.
+    /// Value as read (with the flags the walk set since).
     value: u64,
     /// The second-stage mapping of the table page (nested, when the table was not served
     /// by the paging-structure cache).
     table_ss: Option<SsLeaf>,
     /// Rights accumulated from the top down to and including this entry.
     rights: FsRights,
+}
+
+impl FsStep {
+    /// A step not read (yet). All zero, so a path of them costs a few stores to set up.
+    const EMPTY: FsStep = FsStep {
+        table: 0,
+        table_hpa: 0,
+        addr: 0,
+        value: 0,
+        table_ss: None,
+        rights: FsRights {
+            rw: false,
+            us: false,
+            xd: false,
+        },
+    };
+}
+
+/// The entries a first-stage walk read: levels `leaf..=top`, kept in place by level so no
+/// step is ever optional. Levels above `top` were served by the paging-structure cache.
+struct FsPath {
+    /// Indexed by level − 1.
+    steps: [FsStep; 5],
+    /// The level the walk started reading at.
+    top: u8,
+    /// The leaf's level (the last one read).
+    leaf: u8,
+}
+
+impl FsPath {
+    #[inline(always)]
+    fn step(&self, level: u8) -> &FsStep {
+        &self.steps[level as usize - 1]
+    }
+
+    #[inline(always)]
+    fn step_mut(&mut self, level: u8) -> &mut FsStep {
+        &mut self.steps[level as usize - 1]
+    }
 }
 
 /// Rights accumulated over the first-stage path.
@@ -65,15 +103,14 @@ impl FsRights {
 }
 
 impl<M: PhysMem, O: WalkObserver> Walker<'_, M, O> {
-    /// PGTT=001b (`nested == false`) or PGTT=011b (`nested == true`) for `pasid`. Returns
-    /// the translation and the IOTLB entry that caches it.
+    /// PGTT=001b (`nested == false`) or PGTT=011b (`nested == true`) for `pasid`.
     pub(super) fn first_stage(
         &mut self,
         pe: &PasidCtx,
         pasid: u32,
         privileged: bool,
         nested: bool,
-    ) -> Result<(Translation, IotlbEntry), Stop> {
+    ) -> Result<Walked, Stop> {
         let fs = pe.fs;
         let req = *self.req;
         if !is_canonical(req.addr, fs.levels) {
@@ -89,7 +126,7 @@ impl<M: PhysMem, O: WalkObserver> Walker<'_, M, O> {
             FsEntry::A
         };
 
-        let (start, mut table, mut known_hpa, mut rights) =
+        let (top, mut table, mut known_hpa, mut rights) =
             match self.fs_psc_lookup(pe, pasid, fs.levels) {
                 Some((level, psc)) => {
                     let rights = FsRights {
@@ -101,50 +138,56 @@ impl<M: PhysMem, O: WalkObserver> Walker<'_, M, O> {
                 }
                 None => (fs.levels, fs.root, None, FsRights::ALL),
             };
-        let mut steps = [None::<FsStep>; 5];
-        let mut leaf = None;
-        for level in (1..=start).rev() {
-            let mut step = self.fs_read_entry(pe, ss.as_ref(), table, known_hpa.take(), level)?;
+        let mut path = FsPath {
+            steps: [FsStep::EMPTY; 5],
+            top,
+            leaf: top,
+        };
+        // Each step is read straight into its place in the path. Level 1 always ends the
+        // walk.
+        loop {
+            let level = path.leaf;
+            let step = path.step_mut(level);
+            self.fs_read_entry(pe, ss.as_ref(), table, known_hpa.take(), level, step)?;
             let e = FsEntry::from_bits(step.value);
             rights.rw &= e.rw();
             rights.us &= e.us();
             rights.xd |= fs.nxe && e.xd();
             step.rights = rights;
-            steps[level as usize - 1] = Some(step);
             if timing == AdTiming::PerLevel {
-                self.fs_set_flags(pe, &mut steps[level as usize - 1], a_bits)?;
+                self.fs_set_flags(pe, step, level, a_bits)?;
             }
             if level == 1 || (level <= 3 && e.ps()) {
-                leaf = steps[level as usize - 1];
                 break;
             }
             table = e.table_addr();
+            path.leaf -= 1;
         }
-        let Some(leaf) = leaf else {
-            // Unreachable: level 1 always ends the walk.
-            return Err(self
-                .fault(FaultReason::SfsNotPresent, FaultStage::FirstStage)
-                .into());
+        // The leaf as the walk ended on it: the flags set later do not change what it maps.
+        let (leaf_addr, leaf_value) = {
+            let leaf = path.step(path.leaf);
+            (leaf.addr, leaf.value)
         };
 
-        let fs_perms = self.fs_check_permissions(&fs, &leaf, rights, privileged)?;
+        let fs_perms =
+            self.fs_check_permissions(&fs, path.leaf, leaf_addr, leaf_value, rights, privileged)?;
 
+        // Flags bottom-up, the leaf first.
         let dirty = req.access.needs_write();
-        for slot in steps.iter_mut() {
-            let Some(step) = *slot else { continue };
-            let is_leaf = step.level == leaf.level;
+        for level in path.leaf..=path.top {
+            let is_leaf = level == path.leaf;
             let bits = match timing {
                 AdTiming::PerLevel if is_leaf && dirty => a_bits | FsEntry::D,
                 AdTiming::PerLevel => continue,
                 AdTiming::AfterWalk if is_leaf && dirty => a_bits | FsEntry::D,
                 AdTiming::AfterWalk => a_bits,
             };
-            self.fs_set_flags(pe, slot, bits)?;
+            self.fs_set_flags(pe, path.step_mut(level), level, bits)?;
         }
 
-        let size = PageSize::from_level(leaf.level).unwrap_or(PageSize::Size4K);
-        let out = FsEntry::from_bits(leaf.value).frame_addr(size) | (req.addr & size.offset_mask());
-        let fs_dirty = dirty || FsEntry::from_bits(leaf.value).d();
+        let size = PageSize::from_level(path.leaf).unwrap_or(PageSize::Size4K);
+        let out = FsEntry::from_bits(leaf_value).frame_addr(size) | (req.addr & size.offset_mask());
+        let fs_dirty = dirty || FsEntry::from_bits(leaf_value).d();
         let (hpa, page_size, perms, ss_perms, ss_dirty) = match ss {
             Some(ss) => {
                 let walk = self.ss_final(&ss, out, Some(out))?;
@@ -154,22 +197,7 @@ impl<M: PhysMem, O: WalkObserver> Walker<'_, M, O> {
             None => (out, size, fs_perms, Perms::all(), true),
         };
         self.check_output(hpa, false)?;
-        self.fs_psc_fill(pe, pasid, &steps);
-        let kind = if nested {
-            TranslationKind::Nested
-        } else {
-            TranslationKind::FirstStage
-        };
-        let gpa = nested.then_some(out);
-        let translation = Translation {
-            hpa,
-            page_size,
-            perms,
-            kind,
-            did: Some(pe.did),
-            gpa,
-            from_iotlb: false,
-        };
+        self.fs_psc_fill(pe, pasid, &path);
         let entry = IotlbEntry {
             kind: if nested {
                 IotlbKind::Nested
@@ -185,56 +213,57 @@ impl<M: PhysMem, O: WalkObserver> Walker<'_, M, O> {
             dirty: fs_dirty && ss_dirty,
             reason_code: 0,
         };
-        Ok((translation, entry))
+        Ok(Walked {
+            entry,
+            size: page_size,
+            perms,
+        })
     }
 
     /// The deepest first-stage paging-structure-cache entry for the request: (its level,
     /// entry). Levels 2 and up hold non-leaf entries.
+    #[inline(always)]
     fn fs_psc_lookup(&mut self, pe: &PasidCtx, pasid: u32, levels: u8) -> Option<(u8, FsPscEntry)> {
         if !self.caching {
             return None;
         }
-        let addr = self.req.addr;
-        let caches = &self.unit.caches;
-        let found = (2..=levels)
-            .filter(|&l| caches.fs_psc.may_hold(l as u32))
-            .find_map(|level| {
-                let key = FsPscEntry::key(pe.did, pasid, addr, level);
-                caches
-                    .fs_psc
-                    .lookup(&key)
-                    .map(|v| (level, FsPscEntry::decode(&v)))
-            });
+        let psc = &self.unit.caches.fs_psc;
+        let mut found = None;
+        for level in 2..=levels {
+            if !psc.may_hold(level as u32) {
+                continue;
+            }
+            let key = FsPscEntry::key(pe.did, pasid, self.req.addr, level);
+            if let Some(v) = psc.lookup(&key) {
+                found = Some((level, FsPscEntry::decode(&v)));
+                break;
+            }
+        }
         self.cache_result(CacheKind::FirstStagePsc, found.is_some());
         found
     }
 
-    /// Cache every non-leaf entry of a successful walk.
-    fn fs_psc_fill(&self, pe: &PasidCtx, pasid: u32, steps: &[Option<FsStep>; 5]) {
+    /// Cache every non-leaf entry of a successful walk, lowest level first.
+    fn fs_psc_fill(&self, pe: &PasidCtx, pasid: u32, path: &FsPath) {
         if !self.caching {
             return;
         }
-        for step in steps.iter().flatten().filter(|s| s.level >= 2) {
+        // The leaf is never cached here: a PSC entry names the table below it.
+        for level in (path.leaf + 1).max(2)..=path.top {
+            let step = path.step(level);
             let e = FsEntry::from_bits(step.value);
-            let leaf = step.level <= 3 && e.ps();
-            let Some(next) = steps[step.level as usize - 2] else {
-                continue;
-            };
-            if leaf {
-                continue;
-            }
             let entry = FsPscEntry {
                 next_table: e.table_addr(),
-                next_table_hpa: next.table_hpa,
+                next_table_hpa: path.step(level - 1).table_hpa,
                 rw: step.rights.rw,
                 us: step.rights.us,
                 xd: step.rights.xd,
             };
-            let key = FsPscEntry::key(pe.did, pasid, self.req.addr, step.level);
+            let key = FsPscEntry::key(pe.did, pasid, self.req.addr, level);
             let inserted = self.unit.caches.fs_psc.insert_kind(
                 &key,
                 &entry.encode(),
-                step.level as u32,
+                level as u32,
                 self.fill_guard(),
             );
             self.note_fill(inserted);
@@ -242,7 +271,9 @@ impl<M: PhysMem, O: WalkObserver> Walker<'_, M, O> {
     }
 
     /// Fetch the first-stage entry at `level` of `table` (translating the table through
-    /// the second stage when nested) and check it is present and has no reserved bit.
+    /// the second stage when nested) into `step`, and check it is present and has no
+    /// reserved bit.
+    #[inline(always)]
     fn fs_read_entry(
         &mut self,
         pe: &PasidCtx,
@@ -250,13 +281,14 @@ impl<M: PhysMem, O: WalkObserver> Walker<'_, M, O> {
         table: u64,
         known_hpa: Option<u64>,
         level: u8,
-    ) -> Result<FsStep, Stop> {
+        step: &mut FsStep,
+    ) -> Result<(), Stop> {
         let top = level == pe.fs.levels;
         let (table_hpa, table_ss) = match (ss, known_hpa) {
             (_, Some(hpa)) => (hpa, None),
             (Some(ss), None) => {
-                let walk = self.fs_table_through_ss(ss, table, level, top)?;
-                (walk.out, Some(walk.leaf()))
+                let (hpa, leaf) = self.fs_table_through_ss(ss, table, level, top)?;
+                (hpa, Some(leaf))
             }
             (None, None) => (table, None),
         };
@@ -292,15 +324,15 @@ impl<M: PhysMem, O: WalkObserver> Walker<'_, M, O> {
                 .entry(addr, value)
                 .into());
         }
-        Ok(FsStep {
-            level,
+        *step = FsStep {
             table,
             table_hpa,
             addr,
             value,
             table_ss,
             rights: FsRights::ALL,
-        })
+        };
+        Ok(())
     }
 
     /// A first-stage fault at `level`, carrying the table's GPA when nested.
@@ -310,14 +342,15 @@ impl<M: PhysMem, O: WalkObserver> Walker<'_, M, O> {
     }
 
     /// Nested: translate the GPA of a first-stage table through the second stage with
-    /// read permission (§6.1 step 4a), setting second-stage A where enabled.
+    /// read permission (§6.1 step 4a), setting second-stage A where enabled. Returns the
+    /// table's host-physical address and the leaf that maps it.
     fn fs_table_through_ss(
         &mut self,
         ss: &SsParams,
         table: u64,
         level: u8,
         top: bool,
-    ) -> Result<SsWalk, Stop> {
+    ) -> Result<(u64, SsLeaf), Stop> {
         let stage = FaultStage::SecondStageForFirstStageTable;
         let denied = if top {
             FaultReason::SfsRootReadDenied
@@ -328,53 +361,61 @@ impl<M: PhysMem, O: WalkObserver> Walker<'_, M, O> {
             SsPermissionFault::General => denied,
             SsPermissionFault::SecondStage => FaultReason::SssNotPresent,
         };
-        let mut walk = self
-            .ss_walk(ss, table, SsPurpose::FirstStageTable { fs_level: level })
-            .map_err(|e| {
-                let fault = match e {
-                    SsError::Beyond => self.fault(FaultReason::SfsGpaBeyond, stage),
-                    SsError::Fetch {
-                        level: l,
-                        addr,
-                        top,
-                    } => {
-                        let reason = if top {
-                            FaultReason::SssInvalidRoot
-                        } else {
-                            FaultReason::SssAccessError
-                        };
-                        self.fault(reason, stage).ss_level(l).entry_addr(addr)
-                    }
-                    SsError::NotPresent {
-                        level: l,
-                        addr,
-                        value,
-                    } => self.fault(denied, stage).ss_level(l).entry(addr, value),
-                    SsError::Reserved {
-                        level: l,
-                        addr,
-                        value,
-                    } => self
-                        .fault(FaultReason::SssReserved, stage)
-                        .ss_level(l)
-                        .entry(addr, value),
-                };
-                Stop::from(fault.fs_level(level).gpa(table))
-            })?;
+        let mut walk = SsWalk::EMPTY;
+        self.ss_walk(
+            ss,
+            table,
+            SsPurpose::FirstStageTable { fs_level: level },
+            &mut walk,
+        )
+        .map_err(|e| {
+            let fault = match e {
+                SsError::Beyond => self.fault(FaultReason::SfsGpaBeyond, stage),
+                SsError::Fetch {
+                    level: l,
+                    addr,
+                    top,
+                } => {
+                    let reason = if top {
+                        FaultReason::SssInvalidRoot
+                    } else {
+                        FaultReason::SssAccessError
+                    };
+                    self.fault(reason, stage).ss_level(l).entry_addr(addr)
+                }
+                SsError::NotPresent {
+                    level: l,
+                    addr,
+                    value,
+                } => self.fault(denied, stage).ss_level(l).entry(addr, value),
+                SsError::Reserved {
+                    level: l,
+                    addr,
+                    value,
+                } => self
+                    .fault(FaultReason::SssReserved, stage)
+                    .ss_level(l)
+                    .entry(addr, value),
+            };
+            Stop::from(fault.fs_level(level).gpa(table))
+        })?;
         if !walk.perms.contains(Perms::READ) {
             return Err(self.fault(denied, stage).fs_level(level).gpa(table).into());
         }
         if self.unit.config.switches.nested_ss_ad == NestedSsAd::Full {
             self.ss_set_ad(ss, &mut walk, false)?;
         }
-        Ok(walk)
+        Ok((walk.out, walk.leaf()))
     }
 
     /// The permission checks of §4.4, returning the rights the requester has.
+    #[allow(clippy::too_many_arguments)]
     fn fs_check_permissions(
         &self,
         fs: &FsParams,
-        leaf: &FsStep,
+        leaf_level: u8,
+        leaf_addr: u64,
+        leaf_value: u64,
         rights: FsRights,
         privileged: bool,
     ) -> Result<Perms, Stop> {
@@ -392,8 +433,8 @@ impl<M: PhysMem, O: WalkObserver> Walker<'_, M, O> {
             };
         let fault = |w: &Self, reason| {
             w.fault(reason, FaultStage::FirstStage)
-                .fs_level(leaf.level)
-                .entry(leaf.addr, leaf.value)
+                .fs_level(leaf_level)
+                .entry(leaf_addr, leaf_value)
         };
         if !privileged && !rights.us {
             return Err(fault(self, FaultReason::SgnUserDenied).into());
@@ -413,15 +454,14 @@ impl<M: PhysMem, O: WalkObserver> Walker<'_, M, O> {
     /// Set `bits` (A, EA, D) in a first-stage entry (§4.5). Under nesting the update is a
     /// write through the second stage and needs its write permission (§6.1 step 6), except
     /// where the SPR17 erratum lets it through (§6.5). The step's `value` is updated.
+    #[inline(always)]
     fn fs_set_flags(
         &mut self,
         pe: &PasidCtx,
-        slot: &mut Option<FsStep>,
+        step: &mut FsStep,
+        level: u8,
         bits: u64,
     ) -> Result<(), Stop> {
-        let Some(step) = slot.as_mut() else {
-            return Ok(());
-        };
         if step.value & bits == bits {
             return Ok(());
         }
@@ -430,17 +470,14 @@ impl<M: PhysMem, O: WalkObserver> Walker<'_, M, O> {
         // A table served by the paging-structure cache has no second-stage walk at hand:
         // the update needs one to know the write permission of the table page.
         if nested && step.table_ss.is_none() {
-            let top = step.level == pe.fs.levels;
-            step.table_ss = Some(
-                self.fs_table_through_ss(&pe.ss, step.table, step.level, top)?
-                    .leaf(),
-            );
+            let top = level == pe.fs.levels;
+            step.table_ss = Some(self.fs_table_through_ss(&pe.ss, step.table, level, top)?.1);
         }
         let mut by_erratum = false;
         if let Some(table_ss) = &step.table_ss
             && !table_ss.perms.contains(Perms::WRITE)
         {
-            let top = step.level == pe.fs.levels;
+            let top = level == pe.fs.levels;
             let erratum = pe.pwsnp
                 && match switches.erratum_spr17 {
                     Spr17::Off => false,
@@ -453,7 +490,7 @@ impl<M: PhysMem, O: WalkObserver> Walker<'_, M, O> {
                         FaultReason::SfsAdWriteDenied,
                         FaultStage::FirstStageAdUpdate,
                     )
-                    .fs_level(step.level)
+                    .fs_level(level)
                     .gpa(step.table)
                     .entry(step.addr, step.value);
                 return Err(fault.into());
@@ -463,12 +500,12 @@ impl<M: PhysMem, O: WalkObserver> Walker<'_, M, O> {
         if !pe.pwsnp && switches.non_snooped_ad == NonSnoopedAd::Fault {
             let fault = self
                 .fault(FaultReason::SfsAdNonSnooped, FaultStage::FirstStageAdUpdate)
-                .fs_level(step.level)
+                .fs_level(level)
                 .entry(step.addr, step.value);
             return Err(fault.into());
         }
         let hw_flags = FsEntry::A | FsEntry::D | FsEntry::EA;
-        let (addr, value, level) = (step.addr, step.value, step.level);
+        let (addr, value) = (step.addr, step.value);
         self.update_flags(addr, value, bits, hw_flags, true, level, by_erratum)?;
         step.value = value | bits;
         self.count(Counter::FsAdWrites);
@@ -477,7 +514,7 @@ impl<M: PhysMem, O: WalkObserver> Walker<'_, M, O> {
         }
         // The update is a write to the table page: it dirties that page in the second
         // stage too, unless the erratum let it through a read-only mapping.
-        if let Some(table_ss) = slot.as_ref().and_then(|s| s.table_ss)
+        if let Some(table_ss) = step.table_ss
             && !by_erratum
             && switches.nested_ss_ad == NestedSsAd::Full
         {

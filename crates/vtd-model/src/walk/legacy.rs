@@ -87,7 +87,10 @@ impl<M: PhysMem, O: WalkObserver> Walker<'_, M, O> {
         if self.caching {
             self.iotlb_fill(&pe, None, &walked);
         }
-        walked.map(|(t, _)| t)
+        walked.map(|w| {
+            w.entry
+                .translation(req.addr, w.size, w.perms, pe.did, false)
+        })
     }
 
     /// The legacy context entry of the request's source id, from the context cache or the

@@ -49,7 +49,9 @@ impl ReservedMasks {
     /// Reserved bits of a present second-stage entry (§5.3).
     #[inline]
     pub(crate) fn ss(&self, level: u8, leaf: bool) -> u64 {
-        self.ss[level as usize % 6][leaf as usize]
+        // Levels are 1–5; clamping (a compare) keeps the index in range more cheaply than
+        // a modulo.
+        self.ss[usize::from(level).min(5)][leaf as usize]
     }
 
     /// Reserved bits of a present first-stage entry (§4.3). Under nesting entry addresses
@@ -61,7 +63,7 @@ impl ReservedMasks {
         } else {
             &self.fs_host
         };
-        table[level as usize % 6][leaf as usize]
+        table[usize::from(level).min(5)][leaf as usize]
     }
 }
 

@@ -3,6 +3,13 @@
 //! The walker is generic over a [`WalkObserver`] so the plain `translate` path compiles
 //! without any tracing. Faults come back as `(Fault, fpd)`; the unit applies FPD and
 //! records them.
+//!
+//! The steps of a walk that runs on every IOTLB miss (cache lookups and fills, the
+//! second-stage walk, entry reads) are `#[inline(always)]`: a walk is one call chain, and
+//! kept whole the compiler holds its state in registers instead of passing results
+//! through memory from frame to frame. Results are written where the caller keeps them
+//! (the fast path fills the walker's [`Prefetch`], `ss_walk` its caller's walk) for the
+//! same reason.
 
 mod ad;
 mod fast;
@@ -12,9 +19,11 @@ mod masks;
 mod scalable;
 mod second_stage;
 
+use vtd_spec::addr::PageSize;
 use vtd_spec::fault::FaultReason;
 use vtd_spec::regs::Ttm;
 
+use crate::cache::{IotlbEntry, SlotRef};
 use crate::fault::{Fault, FaultStage};
 use crate::mem::{MemError, PhysMem};
 use crate::request::{Perms, Request, Translation, TranslationKind};
@@ -22,7 +31,7 @@ use crate::stats::{Counter, ShardRef};
 use crate::trace::{WalkEvent, WalkObserver};
 use crate::unit::Unit;
 
-pub(crate) use fast::{FastPath, Prefetch};
+pub(crate) use fast::Prefetch;
 pub(crate) use first_stage::FsParams;
 pub(crate) use legacy::LegacyCtx;
 pub(crate) use masks::ReservedMasks;
@@ -36,6 +45,15 @@ pub(crate) enum WalkMode {
     Normal,
     /// Explain: no caches, no writes, no counters, no recording.
     DryRun,
+}
+
+/// A successful page walk: the IOTLB entry that caches it, the page size it holds for and
+/// the rights of this request; [`IotlbEntry::translation`] gives the answer.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Walked {
+    pub(crate) entry: IotlbEntry,
+    pub(crate) size: PageSize,
+    pub(crate) perms: Perms,
 }
 
 /// A fault plus whether FPD was set on an entry read for the request.
@@ -72,13 +90,14 @@ pub(crate) struct Walker<'a, M, O> {
     pub(crate) caching: bool,
     /// Invalidation epoch when the walk started; fills from an older epoch are dropped.
     pub(crate) epoch: u64,
-    /// This thread's counter shard; `None` in a dry run.
-    shard: Option<ShardRef<'a>>,
+    /// This thread's counter shard; the unit's sink in a dry run.
+    shard: ShardRef<'a>,
     /// Cache lookups the fast path already made, used by the first attempt only.
     pub(crate) prefetch: Prefetch,
 }
 
 impl<'a, M: PhysMem, O: WalkObserver> Walker<'a, M, O> {
+    /// A walker for `req`; the fast path may fill its `prefetch` before it runs.
     pub(crate) fn new(unit: &'a Unit<M>, req: &'a Request, obs: &'a mut O, mode: WalkMode) -> Self {
         let normal = mode == WalkMode::Normal;
         Self {
@@ -89,19 +108,17 @@ impl<'a, M: PhysMem, O: WalkObserver> Walker<'a, M, O> {
             fpd: false,
             caching: normal && unit.caches.enabled,
             epoch: 0,
-            shard: normal.then(|| unit.counters.shard()),
+            shard: if normal {
+                unit.counters.shard()
+            } else {
+                unit.counters.sink()
+            },
             prefetch: Prefetch::default(),
         }
     }
 
-    /// Reuse the lookups of the fast path.
-    pub(crate) fn with_prefetch(mut self, prefetch: Prefetch) -> Self {
-        self.prefetch = prefetch;
-        self
-    }
-
     /// Translate the request.
-    pub(crate) fn run(mut self) -> Result<Translation, WalkFault> {
+    pub(crate) fn run(&mut self) -> Result<Translation, WalkFault> {
         self.count(Counter::Translations);
         let mut restarts = 0;
         let result = loop {
@@ -164,12 +181,10 @@ impl<'a, M: PhysMem, O: WalkObserver> Walker<'a, M, O> {
         Fault::new(reason, stage, self.req)
     }
 
-    /// Bump a counter, unless this is a dry run.
+    /// Bump a counter (a dry run's counts go to the sink).
     #[inline]
     pub(crate) fn count(&self, counter: Counter) {
-        if let Some(shard) = self.shard {
-            shard.inc(counter);
-        }
+        self.shard.inc(counter);
     }
 
     /// Count a cache lookup and tell the observer.
@@ -194,11 +209,13 @@ impl<'a, M: PhysMem, O: WalkObserver> Walker<'a, M, O> {
         move || self.unit.caches.epoch_unchanged(self.epoch)
     }
 
-    /// Count a fill the epoch check refused.
-    pub(crate) fn note_fill(&self, inserted: bool) {
-        if !inserted {
+    /// Count a fill the epoch check refused; pass the fill's result on.
+    #[inline]
+    pub(crate) fn note_fill(&self, inserted: Option<SlotRef>) -> Option<SlotRef> {
+        if inserted.is_none() {
             self.count(Counter::FillsDropped);
         }
+        inserted
     }
 
     /// Caching mode (CAP.CM): not-present entries are cached too.

@@ -6,11 +6,12 @@ use vtd_spec::context::{SM_CONTEXT_ENTRY_BYTES, SmContextEntry, SmContextEntryLo
 use vtd_spec::fault::FaultReason;
 use vtd_spec::pasid::{PASID_DIR_ENTRY_BYTES, PASID_ENTRY_BYTES, PasidDirEntry, PasidEntry, Pgtt};
 use vtd_spec::root::{ROOT_ENTRY_BYTES, SmRootEntry};
+use vtd_spec::second_stage::SsEntry;
 
 use super::first_stage::FsParams;
 use super::second_stage::SsParams;
-use super::{Stop, Walker};
-use crate::cache::{CachedContext, CachedPasid, Denial, IotlbEntry, IotlbKind, size_code};
+use super::{Stop, Walked, Walker};
+use crate::cache::{CachedContext, CachedPasid, Denial, IotlbEntry, IotlbKind, SlotRef, size_code};
 use crate::fault::{Fault, FaultStage};
 use crate::mem::PhysMem;
 use crate::request::{AddressType, Perms, Translation, TranslationKind};
@@ -33,6 +34,7 @@ pub(crate) struct SmContext {
 impl SmContext {
     /// The PASID a request looks up: its own, else RID_PASID where honoured, else 0
     /// (§2.1). `None` when it is beyond the directory or the unit's PASID width (SCT.7).
+    #[inline]
     pub(crate) fn effective_pasid(
         &self,
         req: &crate::request::Request,
@@ -49,6 +51,7 @@ impl SmContext {
 
     /// Whether the request is privileged: its PR with a PASID, else RID_PRIV where
     /// honoured, else user (§4.4).
+    #[inline]
     pub(crate) fn privileged(&self, req: &crate::request::Request, rprivs: bool) -> bool {
         match req.pasid {
             Some(_) => req.privileged,
@@ -106,6 +109,12 @@ impl<M: PhysMem, O: WalkObserver> Walker<'_, M, O> {
         let pe = self.pasid_entry(&ctx, pasid)?;
         // The privilege of a request-without-PASID is RID_PRIV where honoured, else user.
         let privileged = ctx.privileged(&req, ecap.rprivs());
+        // §6.1: the canonical check (step 1) comes before the privilege checks (step 2).
+        if pe.pgtt.uses_first_stage() && !vtd_spec::addr::is_canonical(req.addr, pe.fs.levels) {
+            return Err(self
+                .fault(FaultReason::SgnNonCanonical, FaultStage::Request)
+                .into());
+        }
         if req.pasid.is_some() && req.execute && !pe.ere {
             return Err(self
                 .fault(FaultReason::SptExecuteDisabled, FaultStage::PasidEntry)
@@ -135,14 +144,21 @@ impl<M: PhysMem, O: WalkObserver> Walker<'_, M, O> {
                 .fault(FaultReason::SptInvalid, FaultStage::PasidEntry)
                 .into()),
         };
-        if self.caching {
-            self.iotlb_fill(&pe, tag_pasid, &walked);
+        if self.caching
+            && let Some(iotlb_ref) = self.iotlb_fill(&pe, tag_pasid, &walked)
+            && let Ok(w) = &walked
+        {
+            self.front_fill_after_walk(&pe, privileged, &w.entry, w.size, iotlb_ref);
         }
-        walked.map(|(t, _)| t)
+        walked.map(|w| {
+            w.entry
+                .translation(req.addr, w.size, w.perms, pe.did, false)
+        })
     }
 
     /// Serve the request from the IOTLB if an entry covers it. `None` means walk: no
     /// entry, or a write that would have to set a dirty flag the entry does not show.
+    #[inline(always)]
     pub(super) fn iotlb_hit(
         &mut self,
         pe: &PasidCtx,
@@ -150,7 +166,7 @@ impl<M: PhysMem, O: WalkObserver> Walker<'_, M, O> {
         privileged: bool,
     ) -> Option<Result<Translation, Stop>> {
         let req = *self.req;
-        if std::mem::take(&mut self.prefetch.iotlb_absent) {
+        if self.prefetch.iotlb_absent {
             self.cache_result(CacheKind::Iotlb, false);
             return None;
         }
@@ -202,35 +218,26 @@ impl<M: PhysMem, O: WalkObserver> Walker<'_, M, O> {
                 return Err(self.fault(reason, FaultStage::SecondStage).into());
             }
         };
-        let offset = req.addr & size.offset_mask();
-        let kind = match entry.kind {
-            IotlbKind::FirstStage => TranslationKind::FirstStage,
-            IotlbKind::Nested => TranslationKind::Nested,
-            _ => TranslationKind::SecondStage,
-        };
+        let t = entry.translation(req.addr, size, perms, pe.did, true);
+        // A large page may cover the interrupt range in part: the check is per access.
+        self.check_output(t.hpa, pe.ss.legacy)?;
         self.count(Counter::ServedFromIotlb);
-        Ok(Translation {
-            hpa: entry.hpa | offset,
-            page_size: size,
-            perms,
-            kind,
-            did: Some(pe.did),
-            gpa: (entry.kind == IotlbKind::Nested).then_some(entry.gpa | offset),
-            from_iotlb: true,
-        })
+        Ok(t)
     }
 
     /// Cache the outcome of a walk: the translation, or in caching mode a not-present leaf.
+    /// Returns where the entry went, if it was cached.
+    #[inline(always)]
     pub(super) fn iotlb_fill(
         &self,
         pe: &PasidCtx,
         tag_pasid: Option<u32>,
-        walked: &Result<(Translation, IotlbEntry), Stop>,
-    ) {
+        walked: &Result<Walked, Stop>,
+    ) -> Option<SlotRef> {
         let req = self.req;
         let (entry, size) = match walked {
-            Ok((t, entry)) => (*entry, t.page_size),
-            Err(Stop::Fault(f)) if self.caching_mode() && is_not_present_leaf(f) => (
+            Ok(w) => (w.entry, w.size),
+            Err(Stop::Fault(f)) if self.caching_mode() && is_not_present_leaf(f, pe.pgtt) => (
                 IotlbEntry {
                     kind: IotlbKind::NotPresent,
                     hpa: 0,
@@ -244,7 +251,7 @@ impl<M: PhysMem, O: WalkObserver> Walker<'_, M, O> {
                 },
                 PageSize::Size4K,
             ),
-            Err(_) => return,
+            Err(_) => return None,
         };
         let key = IotlbEntry::key(pe.did, tag_pasid, req.addr, size);
         let inserted = self.unit.caches.iotlb.insert_kind(
@@ -253,15 +260,18 @@ impl<M: PhysMem, O: WalkObserver> Walker<'_, M, O> {
             size_code(size) as u32,
             self.fill_guard(),
         );
-        self.note_fill(inserted);
+        self.note_fill(inserted)
     }
 
     /// The context entry of the request's source id, from the context cache or the tables.
+    #[inline(always)]
     fn sm_context(&mut self, root_table: u64) -> Result<SmContext, Stop> {
         if !self.caching {
             return self.sm_context_walk(root_table);
         }
-        if let Some(ctx) = self.prefetch.ctx.take() {
+        // The prefetched entries stay in `prefetch` for the front-cache fill after the walk;
+        // a restart drops them.
+        if let Some((ctx, _)) = self.prefetch.ctx {
             self.cache_result(CacheKind::Context, true);
             self.fpd |= ctx.fpd;
             return Ok(ctx);
@@ -378,18 +388,23 @@ impl<M: PhysMem, O: WalkObserver> Walker<'_, M, O> {
     }
 
     /// The PASID entry for `pasid`, from the PASID cache or the tables.
+    #[inline(always)]
     fn pasid_entry(&mut self, ctx: &SmContext, pasid: u32) -> Result<PasidCtx, Stop> {
         if !self.caching {
             return self.pasid_entry_walk(ctx, pasid);
         }
+        match self.prefetch.pasid {
+            Some((p, pe, _)) if p == pasid => {
+                self.cache_result(CacheKind::Pasid, true);
+                self.fpd |= pe.fpd;
+                return Ok(pe);
+            }
+            // Never the case (the fast path derives the PASID as the walk does), but a
+            // front-cache fill must not name a PASID-cache entry the walk did not use.
+            _ => self.prefetch.pasid = None,
+        }
         let key = CachedPasid::key(self.req.sid, pasid);
-        let prefetched = self
-            .prefetch
-            .pasid
-            .take()
-            .filter(|(p, _)| *p == pasid)
-            .map(|(_, v)| v);
-        if let Some(v) = prefetched.or_else(|| self.unit.caches.pasid.lookup(&key)) {
+        if let Some(v) = self.unit.caches.pasid.lookup(&key) {
             self.cache_result(CacheKind::Pasid, true);
             return match CachedPasid::decode(&v) {
                 CachedPasid::Present(pe) => {
@@ -574,10 +589,20 @@ impl<M: PhysMem, O: WalkObserver> Walker<'_, M, O> {
 
 /// A not-present leaf (first-stage or final second-stage): what caching mode may cache in
 /// the IOTLB.
-pub(super) fn is_not_present_leaf(f: &Fault) -> bool {
+pub(super) fn is_not_present_leaf(f: &Fault, pgtt: Pgtt) -> bool {
     match f.reason {
         FaultReason::SfsNotPresent => f.stage == FaultStage::FirstStage,
-        FaultReason::SssNotPresent => f.stage == FaultStage::SecondStage,
+        // Only second-stage-only translations: under nesting the final stage-2 walk comes
+        // after the first-stage rights checks, which a cached fault would skip for a
+        // request with other rights. And only a truly non-present entry: with
+        // `SsPermissionFault::SecondStage` a present entry that denies this access also
+        // reports SSS.2, yet allows other accesses.
+        FaultReason::SssNotPresent => {
+            f.stage == FaultStage::SecondStage
+                && pgtt == Pgtt::SecondStage
+                && f.entry_value
+                    .is_none_or(|v| !SsEntry::from_bits(v).present())
+        }
         _ => false,
     }
 }

@@ -5,12 +5,12 @@ use vtd_spec::addr::{PageSize, table_index};
 use vtd_spec::fault::FaultReason;
 use vtd_spec::second_stage::SsEntry;
 
-use super::{Stop, Walker};
+use super::{Stop, Walked, Walker};
 use crate::cache::{IotlbEntry, IotlbKind, SsPscEntry};
 use crate::config::{NonSnoopedAd, SsPermissionFault};
 use crate::fault::{Fault, FaultStage};
 use crate::mem::PhysMem;
-use crate::request::{Access, Perms, Translation, TranslationKind};
+use crate::request::{Access, Perms};
 use crate::stats::Counter;
 use crate::trace::{CacheKind, SsPurpose, WalkEvent, WalkObserver};
 
@@ -51,7 +51,38 @@ pub(crate) struct SsWalk {
     len: u8,
 }
 
+/// What the final second-stage walk gives its caller.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SsOut {
+    pub(crate) out: u64,
+    pub(crate) size: PageSize,
+    pub(crate) perms: Perms,
+    /// No dirty flag remains for a write to set.
+    pub(crate) dirty: bool,
+}
+
 impl SsWalk {
+    /// A walk not made yet, for [`Walker::ss_walk`] to fill.
+    pub(crate) const EMPTY: SsWalk = SsWalk {
+        out: 0,
+        size: PageSize::Size4K,
+        perms: Perms::empty(),
+        dirty: false,
+        entries: [(0, 0); 5],
+        top: 0,
+        len: 0,
+    };
+
+    /// The output, without the entries read.
+    fn result(&self) -> SsOut {
+        SsOut {
+            out: self.out,
+            size: self.size,
+            perms: self.perms,
+            dirty: self.dirty,
+        }
+    }
+
     /// (address, value, level) of each entry read, top first.
     fn entries(&self) -> impl Iterator<Item = (u64, u64, u8)> + '_ {
         let top = self.top;
@@ -106,13 +137,16 @@ pub(crate) enum SsError {
 }
 
 impl<M: PhysMem, O: WalkObserver> Walker<'_, M, O> {
-    /// Walk the second stage for `input`.
+    /// Walk the second stage for `input`, into `walk` (an out-parameter so the walk's
+    /// entries are written once, where the caller keeps them).
+    #[inline(always)]
     pub(crate) fn ss_walk(
         &mut self,
         ss: &SsParams,
         input: u64,
         purpose: SsPurpose,
-    ) -> Result<SsWalk, SsError> {
+        walk: &mut SsWalk,
+    ) -> Result<(), SsError> {
         if ss.width < 64 && input >> ss.width != 0 {
             return Err(SsError::Beyond);
         }
@@ -120,25 +154,19 @@ impl<M: PhysMem, O: WalkObserver> Walker<'_, M, O> {
             SsPurpose::FirstStageTable { .. } => Counter::SsReadsForFsTables,
             SsPurpose::Final => Counter::SsReadsFinal,
         };
-        let mut walk = SsWalk {
+        let (start, mut table, start_perms) = match self.ss_psc_lookup(ss, input) {
+            Some((level, psc)) => (level - 1, psc.next_table, psc.perms),
+            None => (ss.levels, ss.root, Perms::all()),
+        };
+        *walk = SsWalk {
             out: 0,
             size: PageSize::Size4K,
-            perms: Perms::READ | Perms::WRITE | Perms::EXECUTE,
+            perms: start_perms,
             dirty: !ss.ssade,
             entries: [(0, 0); 5],
-            top: 0,
+            top: start,
             len: 0,
         };
-        let (start, mut table) = match self.ss_psc_lookup(ss, input) {
-            Some((level, psc)) => {
-                walk.perms = psc.perms;
-                (level - 1, psc.next_table)
-            }
-            None => (ss.levels, ss.root),
-        };
-        walk.top = start;
-        // Non-leaf entries read, to fill the paging-structure cache once the walk succeeds.
-        let mut fills = [None::<(u8, SsPscEntry)>; 5];
         for level in (1..=start).rev() {
             let addr = table + 8 * table_index(input, level);
             self.count(counter);
@@ -168,15 +196,7 @@ impl<M: PhysMem, O: WalkObserver> Walker<'_, M, O> {
             if value & self.unit.masks.ss(level, leaf) != 0 {
                 return Err(SsError::Reserved { level, addr, value });
             }
-            if !e.r() {
-                walk.perms.remove(Perms::READ);
-            }
-            if !e.w() {
-                walk.perms.remove(Perms::WRITE);
-            }
-            if ss.ssee && !e.x() {
-                walk.perms.remove(Perms::EXECUTE);
-            }
+            walk.perms = ss_entry_rights(walk.perms, e, ss.ssee);
             walk.entries[walk.len as usize] = (addr, value);
             walk.len += 1;
             if leaf {
@@ -184,54 +204,60 @@ impl<M: PhysMem, O: WalkObserver> Walker<'_, M, O> {
                 walk.size = size;
                 walk.out = e.frame_addr(size) | (input & size.offset_mask());
                 walk.dirty |= e.d();
-                self.ss_psc_fill(ss, input, &fills);
-                return Ok(walk);
+                self.ss_psc_fill(ss, input, walk, start_perms);
+                return Ok(());
             }
             table = e.table_addr();
-            if !self.caching {
-                continue;
-            }
-            fills[level as usize - 1] = Some((
-                level,
-                SsPscEntry {
-                    next_table: table,
-                    perms: walk.perms,
-                },
-            ));
         }
         // Unreachable: level 1 is always a leaf.
         Err(SsError::Beyond)
     }
 
     /// The deepest paging-structure-cache entry covering `input`: (its level, entry).
+    #[inline(always)]
     fn ss_psc_lookup(&mut self, ss: &SsParams, input: u64) -> Option<(u8, SsPscEntry)> {
         if !self.caching || ss.levels < 2 {
             return None;
         }
-        let caches = &self.unit.caches;
-        let found = (2..=ss.levels)
-            .filter(|&l| caches.ss_psc.may_hold(l as u32))
-            .find_map(|level| {
-                let key = SsPscEntry::key(ss.did, input, level);
-                caches
-                    .ss_psc
-                    .lookup(&key)
-                    .map(|v| (level, SsPscEntry::decode(&v)))
-            });
+        let psc = &self.unit.caches.ss_psc;
+        let mut found = None;
+        for level in 2..=ss.levels {
+            if !psc.may_hold(level as u32) {
+                continue;
+            }
+            if let Some(v) = psc.lookup(&SsPscEntry::key(ss.did, input, level)) {
+                found = Some((level, SsPscEntry::decode(&v)));
+                break;
+            }
+        }
         self.cache_result(CacheKind::SecondStagePsc, found.is_some());
         found
     }
 
-    fn ss_psc_fill(&self, ss: &SsParams, input: u64, fills: &[Option<(u8, SsPscEntry)>; 5]) {
+    /// Cache the non-leaf entries of a successful walk, lowest level first, each with the
+    /// rights accumulated down to it from `start_perms` (what the walk started with).
+    fn ss_psc_fill(&self, ss: &SsParams, input: u64, walk: &SsWalk, start_perms: Perms) {
         if !self.caching {
             return;
         }
-        for (level, entry) in fills.iter().flatten() {
-            let key = SsPscEntry::key(ss.did, input, *level);
+        let non_leaf = &walk.entries[..walk.len as usize - 1];
+        let mut perms = [start_perms; 5];
+        let mut acc = start_perms;
+        for (p, &(_, value)) in perms.iter_mut().zip(non_leaf) {
+            acc = ss_entry_rights(acc, SsEntry::from_bits(value), ss.ssee);
+            *p = acc;
+        }
+        for (i, &(_, value)) in non_leaf.iter().enumerate().rev() {
+            let level = walk.top - i as u8;
+            let entry = SsPscEntry {
+                next_table: SsEntry::from_bits(value).table_addr(),
+                perms: perms[i],
+            };
+            let key = SsPscEntry::key(ss.did, input, level);
             let inserted = self.unit.caches.ss_psc.insert_kind(
                 &key,
                 &entry.encode(),
-                *level as u32,
+                level as u32,
                 self.fill_guard(),
             );
             self.note_fill(inserted);
@@ -240,6 +266,7 @@ impl<M: PhysMem, O: WalkObserver> Walker<'_, M, O> {
 
     /// Set second-stage A on every entry of `walk`, and D on its leaf when `dirty`, if the
     /// entry enables SSADE (§5.5).
+    #[inline(always)]
     pub(crate) fn ss_set_ad(
         &mut self,
         ss: &SsParams,
@@ -372,6 +399,10 @@ impl<M: PhysMem, O: WalkObserver> Walker<'_, M, O> {
         if self.unit.config.switches.ss_permission_fault == SsPermissionFault::SecondStage {
             return FaultReason::SssNotPresent;
         }
+        // ss_allows refuses a missing X first, so the reason follows the same order.
+        if self.req.execute && !perms.contains(Perms::EXECUTE) {
+            return FaultReason::SgnExecuteDenied;
+        }
         if access.needs_read() && !perms.contains(Perms::READ) {
             FaultReason::SgnReadDenied
         } else {
@@ -387,14 +418,15 @@ impl<M: PhysMem, O: WalkObserver> Walker<'_, M, O> {
 
     /// Translate the final address through the second stage: walk, permission check,
     /// accessed/dirty update. `gpa` is `Some` under nesting (for fault reporting).
+    #[inline(always)]
     pub(crate) fn ss_final(
         &mut self,
         ss: &SsParams,
         input: u64,
         gpa: Option<u64>,
-    ) -> Result<SsWalk, Stop> {
-        let mut walk = self
-            .ss_walk(ss, input, SsPurpose::Final)
+    ) -> Result<SsOut, Stop> {
+        let mut walk = SsWalk::EMPTY;
+        self.ss_walk(ss, input, SsPurpose::Final, &mut walk)
             .map_err(|e| self.ss_final_fault(ss, e, gpa))?;
         if !self.ss_allows(walk.perms) {
             let (addr, value, level) = walk.leaf_entry();
@@ -411,26 +443,16 @@ impl<M: PhysMem, O: WalkObserver> Walker<'_, M, O> {
             return Err(fault.into());
         }
         self.ss_set_ad(ss, &mut walk, self.req.access.needs_write())?;
-        Ok(walk)
+        Ok(walk.result())
     }
 
     /// PGTT=010b (and legacy mode): the input address goes through the second stage only.
-    /// Returns the translation and the IOTLB entry that caches it.
     pub(super) fn second_stage_only(
         &mut self,
         pe: &super::scalable::PasidCtx,
-    ) -> Result<(Translation, IotlbEntry), Stop> {
+    ) -> Result<Walked, Stop> {
         let walk = self.ss_final(&pe.ss, self.req.addr, None)?;
         self.check_output(walk.out, pe.ss.legacy)?;
-        let translation = Translation {
-            hpa: walk.out,
-            page_size: walk.size,
-            perms: walk.perms & self.request_perms_mask(pe.ss.ssee),
-            kind: TranslationKind::SecondStage,
-            did: Some(pe.did),
-            gpa: None,
-            from_iotlb: false,
-        };
         let entry = IotlbEntry {
             kind: IotlbKind::SecondStage,
             hpa: walk.size.align_down(walk.out),
@@ -442,7 +464,11 @@ impl<M: PhysMem, O: WalkObserver> Walker<'_, M, O> {
             dirty: walk.dirty,
             reason_code: 0,
         };
-        Ok((translation, entry))
+        Ok(Walked {
+            entry,
+            size: walk.size,
+            perms: walk.perms & self.request_perms_mask(pe.ss.ssee),
+        })
     }
 
     /// Rights that can be reported: EXECUTE only where the stage honours it.
@@ -456,7 +482,10 @@ impl<M: PhysMem, O: WalkObserver> Walker<'_, M, O> {
 }
 
 /// True when second-stage rights `perms` allow `req`'s final access; with CAP.ZLR a
-/// zero-length read needs only W (§5.4).
+/// zero-length read needs only W (§5.4). Under nesting the rights are checked stage by
+/// stage (§6.1): the first stage has already allowed the read (its pages are always
+/// readable), so the exemption is decided by the second stage's rights alone, and the
+/// reported combined rights of such a read may lack both R and W.
 pub(crate) fn ss_allows(perms: Perms, req: &crate::request::Request, zlr: bool) -> bool {
     if req.execute && !perms.contains(Perms::EXECUTE) {
         return false;
@@ -467,11 +496,48 @@ pub(crate) fn ss_allows(perms: Perms, req: &crate::request::Request, zlr: bool) 
     perms.allow(req.access)
 }
 
+/// `perms` less what a present second-stage entry `e` withholds: R and W as it grants
+/// them, X only where SSEE makes its X bit count.
+#[inline]
+fn ss_entry_rights(perms: Perms, e: SsEntry, ssee: bool) -> Perms {
+    // The entry keeps R, W and X in bits 2:0, the bits `Perms` uses for them.
+    let x_ignored = if ssee { 0 } else { Perms::EXECUTE.bits() };
+    perms & Perms::from_bits_truncate(e.into_bits() as u8 & 0b111 | x_ignored)
+}
+
 /// Legacy-mode code for a denied access (§7.1): 0x05 for writes and atomics, 0x06 for reads.
 fn legacy_denied(access: Access) -> FaultReason {
     if access.needs_write() {
         FaultReason::LgnWriteDenied
     } else {
         FaultReason::LgnReadDenied
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entry_rights_take_r_w_and_x_bits_where_they_count() {
+        for bits in 0..8u64 {
+            let e = SsEntry::from_bits(bits);
+            for ssee in [false, true] {
+                let mut want = Perms::all();
+                want.set(Perms::READ, e.r());
+                want.set(Perms::WRITE, e.w());
+                want.set(Perms::EXECUTE, !ssee || e.x());
+                assert_eq!(
+                    ss_entry_rights(Perms::all(), e, ssee),
+                    want,
+                    "{bits:#b} {ssee}"
+                );
+                assert_eq!(
+                    ss_entry_rights(Perms::READ, e, ssee),
+                    want & Perms::READ,
+                    "{bits:#b} {ssee}"
+                );
+            }
+        }
     }
 }
