@@ -414,6 +414,9 @@ impl<M: PhysMem> Unit<M> {
     pub fn invalidate(&self, inv: Invalidation) {
         self.counters.inc(Counter::Invalidations);
         self.caches.invalidate(&inv);
+        if let Some(o) = self.observer() {
+            o.invalidated(&inv);
+        }
     }
 }
 

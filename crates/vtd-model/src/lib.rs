@@ -70,4 +70,4 @@ pub use config::UnitConfig;
 pub use fault::Fault;
 pub use mem::PhysMem;
 pub use request::{Access, Request, Translation};
-pub use unit::Unit;
+pub use unit::{PasidLookup, Unit, UnitObserver};

@@ -14,7 +14,7 @@ use vtd_spec::regs::{
 
 use crate::cache::{CacheOccupancy, Caches};
 use crate::config::{ConfigError, UnitConfig};
-use crate::fault::{Fault, FaultRecording};
+use crate::fault::{Fault, FaultRecording, FaultStage};
 use crate::mem::PhysMem;
 use crate::regs::{Effect, EventKind, Msi, RegisterFile};
 use crate::request::{Request, Translation};
@@ -26,6 +26,44 @@ use crate::walk::{ReservedMasks, WalkMode, Walker};
 pub trait InterruptSink: Send + Sync {
     /// Deliver one interrupt message.
     fn deliver(&self, kind: EventKind, msi: Msi);
+}
+
+/// What a VMM learns from the unit as the guest drives it: completed invalidations and
+/// remapping being switched on or off (a vIOMMU forwards the first and re-derives its
+/// shadow state on both).
+///
+/// The callbacks run synchronously, inside the register write that caused them and with
+/// the unit's register lock held, so an invalidation is forwarded before the guest can see
+/// its wait descriptor complete. They must not access the unit's registers; translating
+/// and [`Unit::lookup_pasid_entry`] are fine.
+pub trait UnitObserver: Send + Sync {
+    /// An invalidation request completed: the unit's caches no longer hold what it names.
+    fn invalidated(&self, inv: &crate::invalidation::Invalidation) {
+        let _ = inv;
+    }
+
+    /// GSTS.TES changed, or a new root table was latched (SRTP) while remapping is on.
+    fn remapping_changed(&self, enabled: bool) {
+        let _ = enabled;
+    }
+}
+
+/// What [`Unit::lookup_pasid_entry`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PasidLookup {
+    /// Remapping is off (GSTS.TES clear): requests pass untranslated.
+    Disabled,
+    /// The root table is not in scalable mode (legacy or abort-DMA).
+    NotScalable,
+    /// The entry, with the PASID it was looked up for (the request's or RID_PASID).
+    Entry {
+        /// The PASID.
+        pasid: u32,
+        /// The PASID-table entry as in memory; it passed the §3.5 checks.
+        entry: vtd_spec::pasid::PasidEntry,
+    },
+    /// The lookup stops with this fault before a usable PASID entry.
+    Fault(vtd_spec::fault::FaultReason),
 }
 
 /// A malformed MMIO access. Hardware would ignore it; the model reports it so a VMM can
@@ -119,6 +157,7 @@ pub struct Unit<M> {
     pub(crate) counters: Counters,
     pub(crate) caches: Caches,
     irq: Option<Arc<dyn InterruptSink>>,
+    observer: Option<Arc<dyn UnitObserver>>,
     mmio_size: u64,
 }
 
@@ -139,7 +178,19 @@ impl<M: PhysMem> Unit<M> {
             latched_rtaddr: AtomicU64::new(0),
             counters: Counters::new(),
             irq: None,
+            observer: None,
         })
+    }
+
+    /// Report completed invalidations and remapping changes to `observer`.
+    pub fn with_observer(mut self, observer: Arc<dyn UnitObserver>) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
+    /// The observer, if any.
+    pub(crate) fn observer(&self) -> Option<&dyn UnitObserver> {
+        self.observer.as_deref()
     }
 
     /// Route the unit's MSIs to `sink`.
@@ -285,6 +336,9 @@ impl<M: PhysMem> Unit<M> {
             if self.config.cap.esrtps() {
                 self.invalidate(crate::invalidation::Invalidation::Everything);
             }
+            if let (Some(o), true) = (self.observer(), regs.gsts.contains(GlobalStatus::TES)) {
+                o.remapping_changed(true);
+            }
         }
         let te = cmd.contains(GlobalCommand::TE);
         if te != regs.gsts.contains(GlobalStatus::TES) {
@@ -293,6 +347,9 @@ impl<M: PhysMem> Unit<M> {
                 regs.reset_fault_index();
             }
             self.publish_root_state(regs);
+            if let Some(o) = self.observer() {
+                o.remapping_changed(te);
+            }
         }
         if self.config.cap.afl() {
             if cmd.contains(GlobalCommand::SFL) {
@@ -426,6 +483,60 @@ impl<M: PhysMem> Unit<M> {
     }
 
     /// Count and record a fault (§7.2), unless suppressed by FPD (§7.3).
+    /// The PASID entry requests from `sid` (with `pasid`, or without: RID_PASID) would use,
+    /// read from memory with every check of §2.5 and §3.5 and no side effect: no cache is
+    /// consulted or filled, nothing is recorded. A vIOMMU reads guest PASID entries this
+    /// way when the guest invalidates them.
+    pub fn lookup_pasid_entry(&self, sid: u16, pasid: Option<u32>) -> PasidLookup {
+        let state = self.root_state();
+        if !state.enabled() {
+            return PasidLookup::Disabled;
+        }
+        if state.ttm() != Ttm::Scalable || !self.config.ecap.smts() {
+            return PasidLookup::NotScalable;
+        }
+        /// Keeps the PASID entry the walk read.
+        struct Grab(Option<(u32, vtd_spec::pasid::PasidEntry)>);
+        impl crate::trace::WalkObserver for Grab {
+            fn event(&mut self, event: crate::trace::WalkEvent) {
+                if let crate::trace::WalkEvent::PasidEntry { pasid, entry, .. } = event {
+                    self.0 = Some((pasid, entry));
+                }
+            }
+        }
+        let mut req = Request::read(sid, 0);
+        if let Some(p) = pasid {
+            req = req.with_pasid(p);
+        }
+        let mut grab = Grab(None);
+        let result = self.explain(&req, &mut grab);
+        let lookup_stage = |stage| {
+            matches!(
+                stage,
+                FaultStage::RootPointer
+                    | FaultStage::RootEntry
+                    | FaultStage::ContextEntry
+                    | FaultStage::PasidDirectory
+                    | FaultStage::PasidEntry
+            )
+        };
+        match (result, grab.0) {
+            (Err(f), _) if lookup_stage(f.stage) => PasidLookup::Fault(f.reason),
+            (_, Some((pasid, entry))) => PasidLookup::Entry { pasid, entry },
+            (Err(f), None) => PasidLookup::Fault(f.reason),
+            // A walk that succeeds reads a PASID entry; the arm keeps the match total.
+            (Ok(_), None) => PasidLookup::Disabled,
+        }
+    }
+
+    /// Record `fault` in the fault-recording registers as if this unit had detected it,
+    /// with the usual FPD, collapsing and interrupt rules (FPD as given). A vIOMMU reports
+    /// the faults of the devices it shadows onto host hardware this way. Returns the fault
+    /// with how it was recorded.
+    pub fn report_fault(&self, fault: Fault, fpd: bool) -> Fault {
+        self.finish_fault(fault, fpd, WalkMode::Normal)
+    }
+
     fn finish_fault(&self, mut fault: Fault, fpd: bool, mode: WalkMode) -> Fault {
         if mode == WalkMode::DryRun {
             fault.recording = FaultRecording::DryRun;
