@@ -439,6 +439,11 @@ impl<M: PhysMem> Unit<M> {
     /// fast path, then the walk.
     #[inline(never)]
     fn translate_past_front(&self, req: &Request) -> Result<Translation, Fault> {
+        // The thread's front cache is made on its first translation (one allocation per
+        // thread and unit), so no later hit allocates.
+        if self.caches.enabled {
+            self.caches.front_or_make(crate::stats::shard_index());
+        }
         let mut obs = NoTrace;
         let mut walker = Walker::new(self, req, &mut obs, WalkMode::Normal);
         if let Some(t) = self.fast_path(req, &mut walker.prefetch) {

@@ -20,7 +20,9 @@ pub enum HostUnsupported {
     #[error("the host IOMMU is not Intel VT-d")]
     NotVtd,
     /// The host unit cannot run nested translation (scalable mode with ECAP.NEST).
-    #[error("the host VT-d unit does not support nested translation (ECAP.NEST or scalable mode missing)")]
+    #[error(
+        "the host VT-d unit does not support nested translation (ECAP.NEST or scalable mode missing)"
+    )]
     NoNesting,
 }
 
@@ -74,7 +76,12 @@ mod tests {
     use super::*;
 
     fn host(cap: Cap, ecap: Ecap) -> VtdHwInfo {
-        VtdHwInfo { errata_772415_spr17: true, flags: 1, cap, ecap }
+        VtdHwInfo {
+            errata_772415_spr17: true,
+            flags: 1,
+            cap,
+            ecap,
+        }
     }
 
     #[test]
@@ -96,6 +103,9 @@ mod tests {
     #[test]
     fn host_without_nesting_cannot_back_the_viommu() {
         let plain = UnitConfig::without_nesting();
-        assert_eq!(guest_unit_config(&host(plain.cap, plain.ecap)), Err(HostUnsupported::NoNesting));
+        assert_eq!(
+            guest_unit_config(&host(plain.cap, plain.ecap)),
+            Err(HostUnsupported::NoNesting)
+        );
     }
 }

@@ -125,16 +125,31 @@ pub struct GuestDriver<'a, M: PhysMem> {
 
 impl<'a, M: PhysMem> GuestDriver<'a, M> {
     /// Boot the guest's IOMMU driver: root table, queued invalidation, translation on.
-    pub fn boot(unit: &'a Unit<M>, mem: Arc<GuestMemory>, pages: &'a GuestPages) -> Result<Self, GuestError> {
+    pub fn boot(
+        unit: &'a Unit<M>,
+        mem: Arc<GuestMemory>,
+        pages: &'a GuestPages,
+    ) -> Result<Self, GuestError> {
         let tables = ScalableTables::new(&*mem, pages);
         let root = tables.root();
-        let queue = InvalidationQueue::enable(unit, pages, true).map_err(|e| Self::fail(pages, e))?;
+        let queue =
+            InvalidationQueue::enable(unit, pages, true).map_err(|e| Self::fail(pages, e))?;
         enable_translation(unit, tables.rtaddr()).map_err(|e| Self::fail(pages, e))?;
-        Ok(Self { unit, mem, pages, root, queue })
+        Ok(Self {
+            unit,
+            mem,
+            pages,
+            root,
+            queue,
+        })
     }
 
     fn fail(pages: &GuestPages, e: BuildError) -> GuestError {
-        if pages.exhausted() { GuestError::OutOfTablePages } else { GuestError::Build(e) }
+        if pages.exhausted() {
+            GuestError::OutOfTablePages
+        } else {
+            GuestError::Build(e)
+        }
     }
 
     fn tables(&self) -> ScalableTables<'_, GuestMemory, GuestPages> {
@@ -143,7 +158,9 @@ impl<'a, M: PhysMem> GuestDriver<'a, M> {
 
     /// Give the device `sid` a context entry with a PASID directory (as probe does).
     pub fn add_device(&mut self, sid: u16) -> Result<(), GuestError> {
-        self.tables().add_device(sid, 0).map_err(|e| Self::fail(self.pages, e))
+        self.tables()
+            .add_device(sid, 0)
+            .map_err(|e| Self::fail(self.pages, e))
     }
 
     /// Write the PASID entry of (`sid`, `pasid`) and invalidate the PASID cache for it, as
@@ -152,30 +169,70 @@ impl<'a, M: PhysMem> GuestDriver<'a, M> {
         let (entry, did) = match what {
             GuestPasid::None => (PasidEntry::default(), 0),
             GuestPasid::PassThrough { did } => {
-                let lo = PasidEntryLo::new().with_p(true).with_pgtt(Pgtt::PassThrough).with_did(did).with_pwsnp(true);
-                (PasidEntry { lo, ..Default::default() }, did)
+                let lo = PasidEntryLo::new()
+                    .with_p(true)
+                    .with_pgtt(Pgtt::PassThrough)
+                    .with_did(did)
+                    .with_pwsnp(true);
+                (
+                    PasidEntry {
+                        lo,
+                        ..Default::default()
+                    },
+                    did,
+                )
             }
             GuestPasid::FirstStage { fs, did } => {
-                let lo = PasidEntryLo::new().with_p(true).with_pgtt(Pgtt::FirstStage).with_did(did).with_pwsnp(true);
-                let fspm = if fs.levels == 5 { Fspm::Level5 } else { Fspm::Level4 };
+                let lo = PasidEntryLo::new()
+                    .with_p(true)
+                    .with_pgtt(Pgtt::FirstStage)
+                    .with_did(did)
+                    .with_pwsnp(true);
+                let fspm = if fs.levels == 5 {
+                    Fspm::Level5
+                } else {
+                    Fspm::Level4
+                };
                 let hi = PasidEntryHi::new()
                     .with_fspm(fspm)
                     .with_sre(fs.sre)
                     .with_wpe(fs.wpe)
                     .with_eafe(fs.eafe)
                     .with_fsptptr(fs.root >> 12);
-                (PasidEntry { lo, hi, ..Default::default() }, did)
+                (
+                    PasidEntry {
+                        lo,
+                        hi,
+                        ..Default::default()
+                    },
+                    did,
+                )
             }
         };
-        self.tables().set_pasid_entry(sid, pasid, entry).map_err(|e| Self::fail(self.pages, e))?;
-        let inv = PasidCacheInvDesc::new().with_g(PasidCacheGranularity::Pasid).with_did(did).with_pasid(pasid);
-        self.submit(&[RawDescriptor { lo: inv.into_bits(), hi: 0 }])
+        self.tables()
+            .set_pasid_entry(sid, pasid, entry)
+            .map_err(|e| Self::fail(self.pages, e))?;
+        let inv = PasidCacheInvDesc::new()
+            .with_g(PasidCacheGranularity::Pasid)
+            .with_did(did)
+            .with_pasid(pasid);
+        self.submit(&[RawDescriptor {
+            lo: inv.into_bits(),
+            hi: 0,
+        }])
     }
 
     /// Invalidate the IOTLB for `[addr, addr + 2^am pages)` of (`did`, `pasid`) — or
     /// everything of the PASID with `addr = None` — as the guest does after changing its
     /// stage 1. `leaf`: only leaf entries changed (IH).
-    pub fn invalidate(&mut self, did: u16, pasid: u32, addr: Option<u64>, am: u8, leaf: bool) -> Result<(), GuestError> {
+    pub fn invalidate(
+        &mut self,
+        did: u16,
+        pasid: u32,
+        addr: Option<u64>,
+        am: u8,
+        leaf: bool,
+    ) -> Result<(), GuestError> {
         let d = match addr {
             Some(a) => PasidIotlbInvDesc::new()
                 .with_g(PasidIotlbGranularity::Page)
@@ -184,9 +241,15 @@ impl<'a, M: PhysMem> GuestDriver<'a, M> {
                 .with_addr(a >> 12)
                 .with_am(am)
                 .with_ih(leaf),
-            None => PasidIotlbInvDesc::new().with_g(PasidIotlbGranularity::Pasid).with_did(did).with_pasid(pasid),
+            None => PasidIotlbInvDesc::new()
+                .with_g(PasidIotlbGranularity::Pasid)
+                .with_did(did)
+                .with_pasid(pasid),
         };
-        self.submit(&[RawDescriptor { lo: d.into_bits(), hi: 0 }])
+        self.submit(&[RawDescriptor {
+            lo: d.into_bits(),
+            hi: 0,
+        }])
     }
 
     /// Queue descriptors and wait for them.
@@ -197,24 +260,48 @@ impl<'a, M: PhysMem> GuestDriver<'a, M> {
     /// A new, empty stage-1 table of `levels` levels in guest memory.
     pub fn new_stage1(&self, levels: u8) -> PageTable<'_, GuestMemory> {
         let pages = self.pages;
-        PageTable::new(&*self.mem, Format::FirstStage, levels, move || pages.alloc_page(), |gpa| gpa)
+        PageTable::new(
+            &*self.mem,
+            Format::FirstStage,
+            levels,
+            move || pages.alloc_page(),
+            |gpa| gpa,
+        )
     }
 
     /// The stage-1 table rooted at `root`.
     pub fn stage1(&self, root: u64, levels: u8) -> PageTable<'_, GuestMemory> {
         let pages = self.pages;
-        PageTable::open(&*self.mem, Format::FirstStage, levels, root, move || pages.alloc_page(), |gpa| gpa)
+        PageTable::open(
+            &*self.mem,
+            Format::FirstStage,
+            levels,
+            root,
+            move || pages.alloc_page(),
+            |gpa| gpa,
+        )
     }
 
     /// Map `iova → gpa` with one leaf of `size` in the stage 1 rooted at `root`.
-    pub fn map(&self, root: u64, levels: u8, iova: u64, gpa: u64, size: PageSize, leaf: Leaf) -> Result<(), GuestError> {
+    pub fn map(
+        &self,
+        root: u64,
+        levels: u8,
+        iova: u64,
+        gpa: u64,
+        size: PageSize,
+        leaf: Leaf,
+    ) -> Result<(), GuestError> {
         let mut t = self.stage1(root, levels);
-        t.map(iova, gpa, size, leaf).map_err(|e| Self::fail(self.pages, e))
+        t.map(iova, gpa, size, leaf)
+            .map_err(|e| Self::fail(self.pages, e))
     }
 
     /// Clear the leaf mapping `iova` in the stage 1 rooted at `root`.
     pub fn unmap(&self, root: u64, levels: u8, iova: u64) -> Result<bool, GuestError> {
-        self.stage1(root, levels).unmap(iova).map_err(|e| Self::fail(self.pages, e))
+        self.stage1(root, levels)
+            .unmap(iova)
+            .map_err(|e| Self::fail(self.pages, e))
     }
 
     /// The unit this guest drives.

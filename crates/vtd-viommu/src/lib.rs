@@ -4,6 +4,10 @@
 //! |---|---|
 //! | [`memory`] | the guest memory map and the mmap'd host memory behind it |
 //! | [`shadow`] | guest PASID entries → host attachments (parent, nested HWPT, blocked) |
+//! | [`viommu`] | the guest-facing unit; invalidations forwarded, entries re-shadowed, faults reported back |
+//! | [`emulated`] | emulated devices: DMA translated by the guest-facing unit, as vm-memory's `Iommu` |
+//! | [`config`] | the guest-facing unit's CAP/ECAP, derived from the host's |
+//! | [`guest`] | a scripted guest driver |
 //! | [`stage2`] | the nest parent built from the memory map, with the ERRATA_772415_SPR17 policy |
 //!
 //! Everything here talks to the kernel through [`vtd_iommufd`] over any
@@ -11,10 +15,13 @@
 //! simulated kernel.
 
 pub mod config;
+pub mod emulated;
 pub mod guest;
 pub mod memory;
 pub mod shadow;
 pub mod stage2;
+pub mod viommu;
 
 pub use memory::{GuestMemory, MemoryMap, MemoryMapError, Region, RegionKind};
 pub use stage2::{Placement, SkipReason, Stage2, Stage2Error, Stage2Plan, Stage2Policy};
+pub use viommu::{Event, GuestUnit, NewDevice, VIommu, VIommuError};

@@ -50,7 +50,12 @@ pub struct Region {
 impl Region {
     /// A region `name` of `kind` at `[gpa, gpa + size)`.
     pub fn new(name: &str, gpa: u64, size: u64, kind: RegionKind) -> Self {
-        Self { name: name.to_string(), gpa, size, kind }
+        Self {
+            name: name.to_string(),
+            gpa,
+            size,
+            kind,
+        }
     }
 
     /// Last guest-physical address.
@@ -105,7 +110,11 @@ impl MemoryMap {
         }
         for r in &regions {
             if r.size == 0 || r.gpa % PAGE != 0 || r.size % PAGE != 0 {
-                return Err(MemoryMapError::Unaligned { name: r.name.clone(), gpa: r.gpa, size: r.size });
+                return Err(MemoryMapError::Unaligned {
+                    name: r.name.clone(),
+                    gpa: r.gpa,
+                    size: r.size,
+                });
             }
             if r.gpa.checked_add(r.size - 1).is_none() {
                 return Err(MemoryMapError::Overflow(r.name.clone()));
@@ -114,7 +123,10 @@ impl MemoryMap {
         regions.sort_by_key(|r| r.gpa);
         for pair in regions.windows(2) {
             if pair[1].gpa <= pair[0].last() {
-                return Err(MemoryMapError::Overlap(pair[0].name.clone(), pair[1].name.clone()));
+                return Err(MemoryMapError::Overlap(
+                    pair[0].name.clone(),
+                    pair[1].name.clone(),
+                ));
             }
         }
         Ok(Self { regions })
@@ -153,9 +165,13 @@ pub struct GuestMemory {
 impl GuestMemory {
     /// Anonymous, zeroed host memory for every region of `map`.
     pub fn new(map: MemoryMap) -> Result<Self, MemoryMapError> {
-        let ranges: Vec<(GuestAddress, usize)> =
-            map.regions().iter().map(|r| (GuestAddress(r.gpa), r.size as usize)).collect();
-        let mem = GuestMemoryMmap::from_ranges(&ranges).map_err(|e| MemoryMapError::Allocation(e.to_string()))?;
+        let ranges: Vec<(GuestAddress, usize)> = map
+            .regions()
+            .iter()
+            .map(|r| (GuestAddress(r.gpa), r.size as usize))
+            .collect();
+        let mem = GuestMemoryMmap::from_ranges(&ranges)
+            .map_err(|e| MemoryMapError::Allocation(e.to_string()))?;
         Ok(Self { map, mem })
     }
 
@@ -178,21 +194,30 @@ impl GuestMemory {
     /// writing RAM). Writes that leave guest memory fail whole.
     pub fn write(&self, gpa: u64, data: &[u8]) -> Result<(), MemError> {
         self.check_range(gpa, data.len() as u64)?;
-        self.mem.write_slice(data, GuestAddress(gpa)).map_err(|_| MemError::Unbacked { addr: gpa })
+        self.mem
+            .write_slice(data, GuestAddress(gpa))
+            .map_err(|_| MemError::Unbacked { addr: gpa })
     }
 
     /// Copy guest memory at `gpa` into `buf`.
     pub fn read(&self, gpa: u64, buf: &mut [u8]) -> Result<(), MemError> {
         self.check_range(gpa, buf.len() as u64)?;
-        self.mem.read_slice(buf, GuestAddress(gpa)).map_err(|_| MemError::Unbacked { addr: gpa })
+        self.mem
+            .read_slice(buf, GuestAddress(gpa))
+            .map_err(|_| MemError::Unbacked { addr: gpa })
     }
 
     /// The whole of `[gpa, gpa + len)` is guest memory (possibly across regions).
     fn check_range(&self, gpa: u64, len: u64) -> Result<(), MemError> {
-        let end = gpa.checked_add(len).ok_or(MemError::Unbacked { addr: gpa })?;
+        let end = gpa
+            .checked_add(len)
+            .ok_or(MemError::Unbacked { addr: gpa })?;
         let mut at = gpa;
         while at < end {
-            let r = self.mem.find_region(GuestAddress(at)).ok_or(MemError::Unbacked { addr: at })?;
+            let r = self
+                .mem
+                .find_region(GuestAddress(at))
+                .ok_or(MemError::Unbacked { addr: at })?;
             at = r.start_addr().0 + r.len();
         }
         Ok(())
@@ -200,14 +225,18 @@ impl GuestMemory {
 
     /// The slice of `len` bytes at `gpa`, inside one region.
     fn slice(&self, gpa: u64, len: usize) -> Result<VolatileSlice<'_, ()>, MemError> {
-        let r = self.mem.find_region(GuestAddress(gpa)).ok_or(MemError::Unbacked { addr: gpa })?;
+        let r = self
+            .mem
+            .find_region(GuestAddress(gpa))
+            .ok_or(MemError::Unbacked { addr: gpa })?;
         let offset = gpa - r.start_addr().0;
-        r.get_slice(vm_memory::MemoryRegionAddress(offset), len).map_err(|_| MemError::Unbacked { addr: gpa })
+        r.get_slice(vm_memory::MemoryRegionAddress(offset), len)
+            .map_err(|_| MemError::Unbacked { addr: gpa })
     }
 
     /// The 8-aligned word at `gpa` as an atomic.
     fn with_word<R>(&self, gpa: u64, f: impl FnOnce(&AtomicU64) -> R) -> Result<R, MemError> {
-        if gpa % 8 != 0 {
+        if !gpa.is_multiple_of(8) {
             return Err(MemError::Misaligned { addr: gpa, size: 8 });
         }
         let slice = self.slice(gpa, 8)?;
@@ -229,18 +258,27 @@ impl PhysMem for GuestMemory {
         self.with_word(addr, |w| w.store(value, Ordering::Release))
     }
 
-    fn compare_exchange_u64(&self, addr: u64, current: u64, new: u64) -> Result<Result<u64, u64>, MemError> {
-        self.with_word(addr, |w| w.compare_exchange(current, new, Ordering::AcqRel, Ordering::Acquire))
+    fn compare_exchange_u64(
+        &self,
+        addr: u64,
+        current: u64,
+        new: u64,
+    ) -> Result<Result<u64, u64>, MemError> {
+        self.with_word(addr, |w| {
+            w.compare_exchange(current, new, Ordering::AcqRel, Ordering::Acquire)
+        })
     }
 
     fn write_u32(&self, addr: u64, value: u32) -> Result<(), MemError> {
-        if addr % 4 != 0 {
+        if !addr.is_multiple_of(4) {
             return Err(MemError::Misaligned { addr, size: 4 });
         }
         let shift = (addr % 8) * 8;
         let mask = 0xFFFF_FFFFu64 << shift;
         self.with_word(addr & !7, |w| {
-            let _ = w.fetch_update(Ordering::AcqRel, Ordering::Acquire, |old| Some((old & !mask) | (value as u64) << shift));
+            let _ = w.fetch_update(Ordering::AcqRel, Ordering::Acquire, |old| {
+                Some((old & !mask) | (value as u64) << shift)
+            });
         })
     }
 
@@ -275,7 +313,10 @@ mod tests {
     #[test]
     fn pc_map_has_a_read_only_vbios() {
         let map = MemoryMap::pc(16 << 20);
-        assert_eq!(map.region_at(0xC_8000).map(|r| r.kind), Some(RegionKind::Rom));
+        assert_eq!(
+            map.region_at(0xC_8000).map(|r| r.kind),
+            Some(RegionKind::Rom)
+        );
         assert_eq!(map.region_at(0xF_0000), None);
     }
 
@@ -284,13 +325,19 @@ mod tests {
         let mem = GuestMemory::new(MemoryMap::pc(2 << 20)).unwrap();
         mem.write_u64(0x10_0008, 0x1122_3344_5566_7788).unwrap();
         assert_eq!(mem.read_u64(0x10_0008), Ok(0x1122_3344_5566_7788));
-        assert_eq!(mem.compare_exchange_u64(0x10_0008, 1, 2), Ok(Err(0x1122_3344_5566_7788)));
+        assert_eq!(
+            mem.compare_exchange_u64(0x10_0008, 1, 2),
+            Ok(Err(0x1122_3344_5566_7788))
+        );
     }
 
     #[test]
     fn access_to_the_hole_is_unbacked() {
         let mem = GuestMemory::new(MemoryMap::pc(2 << 20)).unwrap();
-        assert_eq!(mem.read_u64(0xE_0000), Err(MemError::Unbacked { addr: 0xE_0000 }));
+        assert_eq!(
+            mem.read_u64(0xE_0000),
+            Err(MemError::Unbacked { addr: 0xE_0000 })
+        );
         let mut buf = [0u8; 16];
         assert!(mem.read(0xC_FFF8, &mut buf).is_err());
     }

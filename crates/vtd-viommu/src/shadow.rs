@@ -24,16 +24,28 @@ pub enum BlockReason {
     BadPagingMode,
     /// The host refused the nested HWPT or the attach.
     HostRefused(Errno),
+    /// The guest's root table is not in scalable mode; this vIOMMU shadows only scalable
+    /// mode.
+    NotScalable,
 }
 
 impl BlockReason {
     /// One line saying why.
     pub fn explain(self) -> String {
         match self {
-            BlockReason::NoEntry(r) => format!("the guest's tables give no entry ({}: {})", r.name(), r.meaning()),
-            BlockReason::UnsupportedPgtt(p) => format!("the guest asked for {p:?} translation, which this vIOMMU does not offer"),
-            BlockReason::BadPagingMode => "the guest's first-stage paging mode is not one the host supports".into(),
+            BlockReason::NoEntry(r) => format!(
+                "the guest's tables give no entry ({}: {})",
+                r.name(),
+                r.meaning()
+            ),
+            BlockReason::UnsupportedPgtt(p) => {
+                format!("the guest asked for {p:?} translation, which this vIOMMU does not offer")
+            }
+            BlockReason::BadPagingMode => {
+                "the guest's first-stage paging mode is not one the host supports".into()
+            }
             BlockReason::HostRefused(e) => format!("the host refused the nested translation ({e})"),
+            BlockReason::NotScalable => "the guest's root table is not in scalable mode".into(),
         }
     }
 }
@@ -66,7 +78,10 @@ impl Target {
         match entry.lo.pgtt() {
             Pgtt::PassThrough => Target::Parent,
             Pgtt::FirstStage => match VtdS1::from_guest_pasid_entry(&entry) {
-                Some(s1) if widths.contains(&s1.addr_width) => Target::Nested { s1, did: entry.lo.did() },
+                Some(s1) if widths.contains(&s1.addr_width) => Target::Nested {
+                    s1,
+                    did: entry.lo.did(),
+                },
                 _ => Target::Blocked(BlockReason::BadPagingMode),
             },
             other => Target::Blocked(BlockReason::UnsupportedPgtt(other)),
@@ -122,17 +137,20 @@ pub struct Shadow {
 impl Shadow {
     /// A device attached to nothing yet.
     pub fn new(parent: u32) -> Self {
-        Self { parent, attachment: Attachment::Blocked }
+        Self {
+            parent,
+            attachment: Attachment::Blocked,
+        }
     }
 
     /// Bring the host attachment to `target`. A nested HWPT is allocated and attached
     /// before the old one is destroyed (a replace, so DMA never sees a gap the guest did
     /// not ask for); if the host refuses it the device is blocked, never left on a stage
     /// 1 the guest has abandoned.
-    pub fn apply<F: IoctlFd>(
+    pub fn apply<I: IoctlFd, D: IoctlFd>(
         &mut self,
-        iommufd: &Arc<Iommufd<F>>,
-        dev: &VfioDevice<F>,
+        iommufd: &Arc<Iommufd<I>>,
+        dev: &VfioDevice<D>,
         dev_id: u32,
         target: Target,
     ) -> Result<Change, vtd_iommufd::Error> {
@@ -143,7 +161,14 @@ impl Shadow {
         let change = match (target, self.attachment) {
             (Target::Parent, Attachment::Parent) => return Ok(Change::None),
             (Target::Blocked(_), Attachment::Blocked) => return Ok(Change::None),
-            (Target::Nested { s1, did }, Attachment::Nested { hwpt, s1: cur, did: cur_did }) if s1 == cur => {
+            (
+                Target::Nested { s1, did },
+                Attachment::Nested {
+                    hwpt,
+                    s1: cur,
+                    did: cur_did,
+                },
+            ) if s1 == cur => {
                 if did == cur_did {
                     return Ok(Change::None);
                 }
@@ -185,7 +210,12 @@ impl Shadow {
     }
 
     /// Detach and drop `old`: the fallback when the host refuses the guest's stage 1.
-    fn block<F: IoctlFd>(&mut self, iommufd: &Iommufd<F>, dev: &VfioDevice<F>, old: Option<u32>) {
+    fn block<I: IoctlFd, D: IoctlFd>(
+        &mut self,
+        iommufd: &Iommufd<I>,
+        dev: &VfioDevice<D>,
+        old: Option<u32>,
+    ) {
         let _ = dev.detach_pt();
         if let Some(old) = old {
             let _ = iommufd.destroy(old);
@@ -210,7 +240,13 @@ mod tests {
     #[test]
     fn first_stage_entry_becomes_a_nested_target() {
         let t = Target::from_guest_entry(Ok(entry(Pgtt::FirstStage, Fspm::Level4)), &[48]);
-        assert_eq!(t, Target::Nested { s1: VtdS1::new(0x1234 << 12), did: 9 });
+        assert_eq!(
+            t,
+            Target::Nested {
+                s1: VtdS1::new(0x1234 << 12),
+                did: 9
+            }
+        );
     }
 
     #[test]
@@ -221,12 +257,18 @@ mod tests {
 
     #[test]
     fn pass_through_entry_goes_to_the_parent() {
-        assert_eq!(Target::from_guest_entry(Ok(entry(Pgtt::PassThrough, Fspm::Level4)), &[48]), Target::Parent);
+        assert_eq!(
+            Target::from_guest_entry(Ok(entry(Pgtt::PassThrough, Fspm::Level4)), &[48]),
+            Target::Parent
+        );
     }
 
     #[test]
     fn second_stage_entry_is_not_offered() {
         let t = Target::from_guest_entry(Ok(entry(Pgtt::SecondStage, Fspm::Level4)), &[48]);
-        assert_eq!(t, Target::Blocked(BlockReason::UnsupportedPgtt(Pgtt::SecondStage)));
+        assert_eq!(
+            t,
+            Target::Blocked(BlockReason::UnsupportedPgtt(Pgtt::SecondStage))
+        );
     }
 }

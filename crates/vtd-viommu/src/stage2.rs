@@ -86,16 +86,29 @@ impl Stage2Plan {
             .regions()
             .iter()
             .map(|r| {
-                let window = r.gpa <= vtd_spec::addr::INTERRUPT_RANGE_LAST && r.last() >= vtd_spec::addr::INTERRUPT_RANGE_BASE;
+                let window = r.gpa <= vtd_spec::addr::INTERRUPT_RANGE_LAST
+                    && r.last() >= vtd_spec::addr::INTERRUPT_RANGE_BASE;
                 if window {
-                    return Placement::Skipped { region: r.clone(), reason: SkipReason::InterruptWindow };
+                    return Placement::Skipped {
+                        region: r.clone(),
+                        reason: SkipReason::InterruptWindow,
+                    };
                 }
                 match r.kind {
-                    RegionKind::Ram => Placement::Mapped { region: r.clone(), writable: true },
+                    RegionKind::Ram => Placement::Mapped {
+                        region: r.clone(),
+                        writable: true,
+                    },
                     RegionKind::Rom if policy.nest_parent && policy.erratum_772415 => {
-                        Placement::Skipped { region: r.clone(), reason: SkipReason::ReadOnlyUnderErratum }
+                        Placement::Skipped {
+                            region: r.clone(),
+                            reason: SkipReason::ReadOnlyUnderErratum,
+                        }
                     }
-                    RegionKind::Rom => Placement::Mapped { region: r.clone(), writable: false },
+                    RegionKind::Rom => Placement::Mapped {
+                        region: r.clone(),
+                        writable: false,
+                    },
                 }
             })
             .collect();
@@ -164,10 +177,18 @@ impl Stage2 {
         Ok(stage2)
     }
 
-    fn map_all<F: IoctlFd>(&self, iommufd: &Iommufd<F>, mem: &GuestMemory) -> Result<(), Stage2Error> {
+    fn map_all<F: IoctlFd>(
+        &self,
+        iommufd: &Iommufd<F>,
+        mem: &GuestMemory,
+    ) -> Result<(), Stage2Error> {
         for p in &self.plan.placements {
-            let Placement::Mapped { region, writable } = p else { continue };
-            let hva = mem.hva(region.gpa).ok_or_else(|| Stage2Error::NoHostMemory(region.name.clone()))?;
+            let Placement::Mapped { region, writable } = p else {
+                continue;
+            };
+            let hva = mem
+                .hva(region.gpa)
+                .ok_or_else(|| Stage2Error::NoHostMemory(region.name.clone()))?;
             let mut flags = MapFlags::READABLE;
             flags.set(MapFlags::WRITEABLE, *writable);
             // SAFETY: the region is host memory of `mem` (an mmap'd vm-memory region of
@@ -190,17 +211,30 @@ mod tests {
 
     #[test]
     fn nest_parent_with_erratum_keeps_the_vbios_out() {
-        let policy = Stage2Policy { nest_parent: true, erratum_772415: true, dirty_tracking: false };
+        let policy = Stage2Policy {
+            nest_parent: true,
+            erratum_772415: true,
+            dirty_tracking: false,
+        };
         let plan = Stage2Plan::new(&pc(), policy);
-        let skipped: Vec<_> = plan.skipped().map(|(r, why)| (r.name.as_str(), why)).collect();
+        let skipped: Vec<_> = plan
+            .skipped()
+            .map(|(r, why)| (r.name.as_str(), why))
+            .collect();
         assert_eq!(skipped, vec![("vbios", SkipReason::ReadOnlyUnderErratum)]);
     }
 
     #[test]
     fn plain_stage2_maps_the_vbios_read_only() {
-        let policy = Stage2Policy { nest_parent: false, erratum_772415: true, dirty_tracking: false };
+        let policy = Stage2Policy {
+            nest_parent: false,
+            erratum_772415: true,
+            dirty_tracking: false,
+        };
         let plan = Stage2Plan::new(&pc(), policy);
         assert_eq!(plan.skipped().count(), 0);
-        assert!(plan.placements.iter().any(|p| matches!(p, Placement::Mapped { region, writable: false } if region.name == "vbios")));
+        assert!(plan.placements.iter().any(
+            |p| matches!(p, Placement::Mapped { region, writable: false } if region.name == "vbios")
+        ));
     }
 }

@@ -1,0 +1,380 @@
+//! The vIOMMU: a guest-facing VT-d (a `vtd-model` unit over guest memory) that shadows
+//! the guest's PASID entries of assigned devices into nested HWPTs on the host and
+//! forwards the guest's stage-1 invalidations as `IOMMU_HWPT_INVALIDATE` (KS §9.2).
+//!
+//! The guest drives the unit through MMIO and its own memory, as it would drive hardware.
+//! Every invalidation the unit completes reaches [`VIommu`]'s observer synchronously,
+//! inside the guest's register write, so the host caches are flushed before the guest
+//! can see its wait descriptor complete.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
+
+use vtd_iommufd::{Errno, IoctlFd, Iommufd, VfioDevice, VtdHwInfo, VtdS1Invalidate};
+use vtd_model::fault::Fault;
+use vtd_model::invalidation::Invalidation;
+use vtd_model::{PasidLookup, Unit, UnitObserver};
+
+use crate::config::{HostUnsupported, guest_unit_config};
+use crate::memory::GuestMemory;
+use crate::shadow::{Attachment, BlockReason, Change, Shadow, Target};
+use crate::stage2::{Stage2, Stage2Error, Stage2Plan, Stage2Policy};
+
+/// The guest-facing unit.
+pub type GuestUnit = Unit<Arc<GuestMemory>>;
+
+/// Why the vIOMMU could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum VIommuError {
+    /// An iommufd or VFIO call failed.
+    #[error("{0}")]
+    Iommufd(#[from] vtd_iommufd::Error),
+    /// The host cannot back a nesting vIOMMU.
+    #[error("{0}")]
+    Host(#[from] HostUnsupported),
+    /// Building stage 2 failed.
+    #[error("{0}")]
+    Stage2(#[from] Stage2Error),
+    /// The guest-facing unit's configuration is impossible.
+    #[error("guest unit: {0}")]
+    Config(#[from] vtd_model::config::ConfigError),
+}
+
+/// An assigned device as the VMM opens it: its VFIO cdev and where the guest sees it.
+pub struct NewDevice<D> {
+    /// A name for reports.
+    pub name: String,
+    /// The guest-visible source id (bus:dev.fn in the guest).
+    pub guest_sid: u16,
+    /// The device's VFIO cdev.
+    pub vfio: VfioDevice<D>,
+}
+
+/// What the vIOMMU did, for logs and the CLI.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// The nest parent was built from the guest memory map.
+    Stage2Built {
+        /// The IOAS.
+        ioas: u32,
+        /// The nest parent HWPT.
+        hwpt: u32,
+        /// What was mapped and what was left out.
+        plan: Stage2Plan,
+    },
+    /// An assigned device's host attachment was brought to what the guest's entry says.
+    Shadowed {
+        /// The device.
+        device: String,
+        /// What the guest's entry asked for.
+        target: Target,
+        /// What changed on the host.
+        change: Change,
+    },
+    /// The host refused what the guest asked for; the device is blocked.
+    ShadowFailed {
+        /// The device.
+        device: String,
+        /// What the guest's entry asked for.
+        target: Target,
+        /// The host's errno.
+        errno: Option<Errno>,
+    },
+    /// A guest invalidation was forwarded to a nested HWPT.
+    Forwarded {
+        /// The device whose nested HWPT it was.
+        device: String,
+        /// The HWPT.
+        hwpt: u32,
+        /// The entries sent.
+        entries: Vec<VtdS1Invalidate>,
+        /// Entries the host processed, or its errno.
+        result: Result<u32, Errno>,
+    },
+}
+
+/// One assigned device.
+struct Assigned<D> {
+    name: String,
+    guest_sid: u16,
+    vfio: VfioDevice<D>,
+    dev_id: u32,
+    shadow: Shadow,
+    /// The PASID the guest's lookup for requests without PASID used (RID_PASID).
+    rid_pasid: u32,
+}
+
+/// The state the observer works on.
+struct Core<I, D> {
+    iommufd: Arc<Iommufd<I>>,
+    host: VtdHwInfo,
+    stage2: Stage2,
+    devices: Mutex<Vec<Assigned<D>>>,
+    events: Mutex<Vec<Event>>,
+    unit: OnceLock<Weak<GuestUnit>>,
+    /// Moves on every invalidation and remapping change, so software IOTLBs in front of
+    /// the unit (emulated devices) know to drop what they hold.
+    generation: Arc<AtomicU64>,
+}
+
+/// A nesting vIOMMU in front of assigned devices, over an iommufd of type `I` and VFIO
+/// device files of type `D` (both `std::fs::File` on a real host).
+pub struct VIommu<I: IoctlFd + Send + Sync + 'static, D: IoctlFd + Send + Sync + 'static> {
+    unit: Arc<GuestUnit>,
+    core: Arc<Core<I, D>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl<I: IoctlFd + Send + Sync + 'static, D: IoctlFd + Send + Sync + 'static> VIommu<I, D> {
+    /// Set up the vIOMMU around the first assigned device: bind it, read hw_info, build
+    /// the nest parent from `mem` (read-only regions out under the erratum), attach the
+    /// device to it (the guest's remapping is off at reset), and create the guest-facing
+    /// unit. `dirty_tracking` asks for a parent that tracks dirty pages.
+    pub fn new(
+        iommufd: Arc<Iommufd<I>>,
+        mem: Arc<GuestMemory>,
+        first: NewDevice<D>,
+        dirty_tracking: bool,
+    ) -> Result<Self, VIommuError> {
+        let dev_id = first.vfio.bind_iommufd(iommufd.fd().fd_number())?;
+        let (info, host) = iommufd.get_vtd_hw_info(dev_id)?;
+        if !info.is_vtd() {
+            return Err(HostUnsupported::NotVtd.into());
+        }
+        let config = guest_unit_config(&host)?;
+        let policy = Stage2Policy {
+            nest_parent: true,
+            erratum_772415: host.errata_772415_spr17,
+            dirty_tracking,
+        };
+        let stage2 = Stage2::build(&iommufd, dev_id, &mem, policy)?;
+        let built = Event::Stage2Built {
+            ioas: stage2.ioas,
+            hwpt: stage2.hwpt,
+            plan: stage2.plan.clone(),
+        };
+        let core = Arc::new(Core {
+            iommufd,
+            host,
+            devices: Mutex::new(Vec::new()),
+            events: Mutex::new(vec![built]),
+            unit: OnceLock::new(),
+            generation: Arc::new(AtomicU64::new(0)),
+            stage2,
+        });
+        let unit = Arc::new(Unit::new(config, mem)?.with_observer(core.clone()));
+        let _ = core.unit.set(Arc::downgrade(&unit));
+        let viommu = Self { unit, core };
+        viommu.attach_new(first, dev_id)?;
+        Ok(viommu)
+    }
+
+    /// Assign another device: bind it and attach it to the nest parent; the guest's
+    /// tables decide the rest.
+    pub fn add_device(&self, dev: NewDevice<D>) -> Result<(), VIommuError> {
+        let dev_id = dev.vfio.bind_iommufd(self.core.iommufd.fd().fd_number())?;
+        self.attach_new(dev, dev_id)
+    }
+
+    fn attach_new(&self, dev: NewDevice<D>, dev_id: u32) -> Result<(), VIommuError> {
+        let mut assigned = Assigned {
+            name: dev.name,
+            guest_sid: dev.guest_sid,
+            vfio: dev.vfio,
+            dev_id,
+            shadow: Shadow::new(self.core.stage2.hwpt),
+            rid_pasid: 0,
+        };
+        let target = self.core.target_for(&self.unit, &mut assigned);
+        let change = assigned
+            .shadow
+            .apply(&self.core.iommufd, &assigned.vfio, dev_id, target)?;
+        self.core.log(Event::Shadowed {
+            device: assigned.name.clone(),
+            target,
+            change,
+        });
+        lock(&self.core.devices).push(assigned);
+        Ok(())
+    }
+
+    /// The guest-facing unit: the guest's MMIO goes here, emulated devices translate here.
+    pub fn unit(&self) -> &Arc<GuestUnit> {
+        &self.unit
+    }
+
+    /// The host unit's hw_info.
+    pub fn host(&self) -> &VtdHwInfo {
+        &self.core.host
+    }
+
+    /// The nest parent and what went into it.
+    pub fn stage2(&self) -> &Stage2 {
+        &self.core.stage2
+    }
+
+    /// The iommufd the vIOMMU works through.
+    pub fn iommufd(&self) -> &Arc<Iommufd<I>> {
+        &self.core.iommufd
+    }
+
+    /// Take the events logged so far.
+    pub fn take_events(&self) -> Vec<Event> {
+        std::mem::take(&mut *lock(&self.core.events))
+    }
+
+    /// The host attachment of the assigned device `name`.
+    pub fn attachment(&self, name: &str) -> Option<Attachment> {
+        lock(&self.core.devices)
+            .iter()
+            .find(|d| d.name == name)
+            .map(|d| d.shadow.attachment)
+    }
+
+    /// The counter software IOTLBs in front of the unit watch (see
+    /// [`crate::emulated::DeviceIommu`]).
+    pub fn generation(&self) -> Arc<AtomicU64> {
+        self.core.generation.clone()
+    }
+
+    /// Report a fault the host saw for the assigned device `name` into the guest's fault
+    /// records, as seen from the guest (its source id). Returns how it was recorded, or
+    /// `None` for an unknown device.
+    pub fn report_host_fault(&self, name: &str, fault: &Fault) -> Option<Fault> {
+        let sid = lock(&self.core.devices)
+            .iter()
+            .find(|d| d.name == name)?
+            .guest_sid;
+        let mut guest = *fault;
+        guest.sid = sid;
+        Some(self.unit.report_fault(guest, false))
+    }
+}
+
+impl<I: IoctlFd, D: IoctlFd> Core<I, D> {
+    fn log(&self, event: Event) {
+        lock(&self.events).push(event);
+    }
+
+    /// What the guest's tables say for the device's requests without PASID.
+    fn target_for(&self, unit: &GuestUnit, dev: &mut Assigned<D>) -> Target {
+        match unit.lookup_pasid_entry(dev.guest_sid, None) {
+            PasidLookup::Disabled => Target::Parent,
+            PasidLookup::NotScalable => Target::Blocked(BlockReason::NotScalable),
+            PasidLookup::Fault(reason) => {
+                Target::from_guest_entry(Err(reason), self.host.stage1_widths())
+            }
+            PasidLookup::Entry { pasid, entry } => {
+                dev.rid_pasid = pasid;
+                Target::from_guest_entry(Ok(entry), self.host.stage1_widths())
+            }
+        }
+    }
+
+    /// Bring every device's host attachment to what the guest's tables say now.
+    fn reshadow_all(&self) {
+        let Some(unit) = self.unit.get().and_then(Weak::upgrade) else {
+            return;
+        };
+        let mut devices = lock(&self.devices);
+        for dev in devices.iter_mut() {
+            let target = self.target_for(&unit, dev);
+            match dev
+                .shadow
+                .apply(&self.iommufd, &dev.vfio, dev.dev_id, target)
+            {
+                Ok(Change::None) => {}
+                Ok(change) => self.log(Event::Shadowed {
+                    device: dev.name.clone(),
+                    target,
+                    change,
+                }),
+                Err(e) => self.log(Event::ShadowFailed {
+                    device: dev.name.clone(),
+                    target,
+                    errno: e.errno(),
+                }),
+            }
+        }
+    }
+
+    /// Send `entries` to the nested HWPT of every device the guest's (`did`, `pasid`)
+    /// invalidation covers (`pasid` `None`: every PASID of the domain).
+    fn forward(&self, did: Option<u16>, pasid: Option<u32>, entries: &[VtdS1Invalidate]) {
+        let devices = lock(&self.devices);
+        for dev in devices.iter() {
+            let Attachment::Nested {
+                hwpt, did: dev_did, ..
+            } = dev.shadow.attachment
+            else {
+                continue;
+            };
+            if did.is_some_and(|d| d != dev_did) || pasid.is_some_and(|p| p != dev.rid_pasid) {
+                continue;
+            }
+            let result = self
+                .iommufd
+                .hwpt_invalidate(hwpt, entries)
+                .map_err(|e| e.errno().unwrap_or(Errno::EIO));
+            self.log(Event::Forwarded {
+                device: dev.name.clone(),
+                hwpt,
+                entries: entries.to_vec(),
+                result,
+            });
+        }
+    }
+}
+
+impl<I: IoctlFd + Send + Sync, D: IoctlFd + Send + Sync> UnitObserver for Core<I, D> {
+    fn invalidated(&self, inv: &Invalidation) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        let all = [VtdS1Invalidate::all()];
+        match *inv {
+            Invalidation::ContextAll
+            | Invalidation::ContextDomain { .. }
+            | Invalidation::ContextDevice { .. }
+            | Invalidation::PasidCacheAll
+            | Invalidation::PasidCacheDomain { .. }
+            | Invalidation::PasidCachePasid { .. } => self.reshadow_all(),
+            Invalidation::Everything => {
+                self.reshadow_all();
+                self.forward(None, None, &all);
+            }
+            Invalidation::PasidIotlbPage {
+                did,
+                pasid,
+                addr,
+                am,
+                ih,
+            } => {
+                let npages = 1u64 << am.min(52);
+                let entry = VtdS1Invalidate {
+                    addr,
+                    npages,
+                    leaf: ih,
+                };
+                self.forward(Some(did), Some(pasid), &[entry]);
+            }
+            Invalidation::PasidIotlbPasid { did, pasid } => {
+                self.forward(Some(did), Some(pasid), &all)
+            }
+            // Domain- and page-selective IOTLB invalidations drop every first-stage entry
+            // of the domain (§8.4).
+            Invalidation::IotlbDomain { did } | Invalidation::IotlbPage { did, .. } => {
+                self.forward(Some(did), None, &all)
+            }
+            Invalidation::IotlbAll => self.forward(None, None, &all),
+            // 6.12 runs nested devices without ATS: nothing to forward.
+            Invalidation::DevTlb { .. } | Invalidation::PasidDevTlb { .. } => {}
+        }
+    }
+
+    fn remapping_changed(&self, _enabled: bool) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.reshadow_all();
+    }
+}

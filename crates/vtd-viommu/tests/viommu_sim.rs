@@ -1,0 +1,154 @@
+//! The vIOMMU end to end on the simulated kernel: a scripted guest programs the
+//! guest-facing VT-d; the assigned device's DMA goes through the host hardware model with
+//! the guest's stage 1 nested over the VMM's stage 2.
+
+mod common;
+
+use common::{DID, GPA, GUEST_SID, IOVA, dma_read, guest_maps_nic, setup};
+use vtd_kernel::DmaError;
+use vtd_model::build::Leaf;
+use vtd_spec::addr::PageSize;
+use vtd_spec::fault::FaultReason;
+use vtd_viommu::guest::{GuestDriver, GuestPasid};
+use vtd_viommu::shadow::{Attachment, BlockReason, Target};
+use vtd_viommu::{Event, SkipReason};
+
+#[test]
+fn stage2_keeps_the_vbios_out_and_says_why() {
+    let s = setup();
+    assert!(s.viommu.host().errata_772415_spr17);
+    let skipped: Vec<_> = s
+        .viommu
+        .stage2()
+        .plan
+        .skipped()
+        .map(|(r, why)| (r.name.clone(), why))
+        .collect();
+    assert_eq!(
+        skipped,
+        vec![("vbios".to_string(), SkipReason::ReadOnlyUnderErratum)]
+    );
+    assert!(matches!(
+        s.viommu.take_events().first(),
+        Some(Event::Stage2Built { .. })
+    ));
+}
+
+#[test]
+fn before_the_guest_enables_remapping_the_device_sees_guest_physical_addresses() {
+    let s = setup();
+    s.mem.write(GPA, b"gpa view").unwrap();
+    assert_eq!(s.viommu.attachment("nic0"), Some(Attachment::Parent));
+    assert_eq!(dma_read(&s, GPA, 8).unwrap(), b"gpa view");
+}
+
+#[test]
+fn guest_first_stage_entry_becomes_a_nested_hwpt() {
+    let s = setup();
+    let mut driver = GuestDriver::boot(s.viommu.unit(), s.mem.clone(), &s.pages).unwrap();
+    guest_maps_nic(&s, &mut driver);
+    assert!(matches!(
+        s.viommu.attachment("nic0"),
+        Some(Attachment::Nested { did: DID, .. })
+    ));
+    s.mem.write(GPA + 0x10, b"through both stages").unwrap();
+    assert_eq!(
+        dma_read(&s, IOVA + 0x10, 19).unwrap(),
+        b"through both stages"
+    );
+}
+
+#[test]
+fn guest_remap_is_stale_until_its_invalidation_is_forwarded() {
+    let s = setup();
+    let mut driver = GuestDriver::boot(s.viommu.unit(), s.mem.clone(), &s.pages).unwrap();
+    let root = guest_maps_nic(&s, &mut driver);
+    s.mem.write(GPA, &[1; 8]).unwrap();
+    s.mem.write(GPA + 0x1000, &[2; 8]).unwrap();
+    assert_eq!(dma_read(&s, IOVA, 8).unwrap(), vec![1; 8]);
+    driver
+        .map(
+            root,
+            4,
+            IOVA,
+            GPA + 0x1000,
+            PageSize::Size4K,
+            Leaf::read_write(),
+        )
+        .unwrap();
+    assert_eq!(
+        dma_read(&s, IOVA, 8).unwrap(),
+        vec![1; 8],
+        "host IOTLB still holds the old translation"
+    );
+    driver.invalidate(DID, 0, Some(IOVA), 0, true).unwrap();
+    assert_eq!(dma_read(&s, IOVA, 8).unwrap(), vec![2; 8]);
+    let forwarded = s
+        .viommu
+        .take_events()
+        .into_iter()
+        .any(|e| matches!(e, Event::Forwarded { result: Ok(1), .. }));
+    assert!(forwarded);
+}
+
+#[test]
+fn dma_to_the_vbios_faults_in_stage2_and_reaches_the_guest_fault_log() {
+    let s = setup();
+    let mut driver = GuestDriver::boot(s.viommu.unit(), s.mem.clone(), &s.pages).unwrap();
+    let root = guest_maps_nic(&s, &mut driver);
+    driver
+        .map(
+            root,
+            4,
+            IOVA + 0x1000,
+            0xC_0000,
+            PageSize::Size4K,
+            Leaf::read_write(),
+        )
+        .unwrap();
+    let fault = match dma_read(&s, IOVA + 0x1000, 4) {
+        Err(DmaError::Fault(f)) => *f,
+        other => panic!("expected a fault, got {other:?}"),
+    };
+    assert_eq!(fault.reason, FaultReason::SssNotPresent);
+    assert_eq!(fault.gpa, Some(0xC_0000));
+    let recorded = s.viommu.report_host_fault("nic0", &fault).unwrap();
+    assert!(matches!(
+        recorded.recording,
+        vtd_model::fault::FaultRecording::Recorded { .. }
+    ));
+    assert_eq!(recorded.sid, GUEST_SID);
+}
+
+#[test]
+fn guest_clearing_the_entry_blocks_the_device() {
+    let s = setup();
+    let mut driver = GuestDriver::boot(s.viommu.unit(), s.mem.clone(), &s.pages).unwrap();
+    guest_maps_nic(&s, &mut driver);
+    driver.set_pasid(GUEST_SID, 0, GuestPasid::None).unwrap();
+    assert_eq!(s.viommu.attachment("nic0"), Some(Attachment::Blocked));
+    assert!(matches!(dma_read(&s, IOVA, 4), Err(DmaError::Fault(_))));
+    let blocked = s.viommu.take_events().into_iter().any(|e| {
+        matches!(
+            e,
+            Event::Shadowed {
+                target: Target::Blocked(BlockReason::NoEntry(FaultReason::SptNotPresent)),
+                ..
+            }
+        )
+    });
+    assert!(blocked);
+}
+
+#[test]
+fn guest_pass_through_entry_goes_back_to_the_parent() {
+    let s = setup();
+    let mut driver = GuestDriver::boot(s.viommu.unit(), s.mem.clone(), &s.pages).unwrap();
+    guest_maps_nic(&s, &mut driver);
+    driver
+        .set_pasid(GUEST_SID, 0, GuestPasid::PassThrough { did: DID })
+        .unwrap();
+    assert_eq!(s.viommu.attachment("nic0"), Some(Attachment::Parent));
+    s.mem.write(GPA, b"pt").unwrap();
+    assert_eq!(dma_read(&s, GPA, 2).unwrap(), b"pt");
+}
