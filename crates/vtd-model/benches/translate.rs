@@ -17,96 +17,31 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput};
-use vtd_model::build::{Format, Leaf, PageTable, ScalableTables, enable_translation};
+use vtd_model::build::Leaf;
 use vtd_model::cache::CacheConfig;
-use vtd_model::config::UnitConfig;
 use vtd_model::invalidation::Invalidation;
 use vtd_model::mem::FlatMem;
 use vtd_model::request::Request;
-use vtd_model::workload::{Dma, NicRx};
+use vtd_model::workload::{NestedBench, NicRx, pointer_chase_24};
 use vtd_model::{PhysMem, Unit};
 use vtd_spec::addr::PageSize;
-use vtd_spec::pasid::{Fspm, PasidEntry, PasidEntryHi, PasidEntryLo, Pgtt};
 
-const SID: u16 = 0x0100;
-const PASID: u32 = 1;
-/// Guest-physical `g` is host-physical `g + GUEST_BASE`.
-const GUEST_BASE: u64 = 0x0400_0000;
-const GUEST_SIZE: u64 = 0x0400_0000;
-/// Guest pages for first-stage tables start here.
-const GUEST_TABLES: u64 = 0x0380_0000;
+/// The shared fixture (also what `vtd-nest bench` measures).
+type Bench = NestedBench;
 
-/// A nested unit over flat memory: stage 2 maps guest memory with `ss_page` pages.
-struct Bench {
-    unit: Unit<FlatMem>,
-    fs_root: u64,
-    next_table: AtomicU64,
-}
+const SID: u16 = NestedBench::SID;
+const PASID: u32 = NestedBench::PASID;
 
-impl Bench {
-    fn new(ss_page: PageSize, caches: CacheConfig) -> Self {
-        let config = UnitConfig {
-            caches,
-            ..UnitConfig::default()
-        };
-        let unit = Unit::new(config, FlatMem::new(0, GUEST_BASE + GUEST_SIZE)).unwrap();
-        let next_table = AtomicU64::new(GUEST_TABLES);
-        let fs_root = {
-            let mem = unit.mem();
-            let tables = ScalableTables::new(mem, mem);
-            tables.add_device(SID, 0).unwrap();
-            let mut ss = PageTable::physical(mem, mem, Format::SecondStage, 4);
-            ss.map_range(0, GUEST_BASE, GUEST_SIZE, ss_page, Leaf::read_write())
-                .unwrap();
-            let fs = PageTable::new(
-                mem,
-                Format::FirstStage,
-                4,
-                || next_table.fetch_add(4096, Ordering::Relaxed),
-                |g| g + GUEST_BASE,
-            );
-            let entry = PasidEntry {
-                lo: PasidEntryLo::new()
-                    .with_p(true)
-                    .with_aw(2)
-                    .with_pgtt(Pgtt::Nested)
-                    .with_ssptptr(ss.root() >> 12)
-                    .with_did(3)
-                    .with_pwsnp(true),
-                hi: PasidEntryHi::new()
-                    .with_fspm(Fspm::Level4)
-                    .with_fsptptr(fs.root() >> 12),
-                rsvd: [0, 0],
-            };
-            tables.set_pasid_entry(SID, PASID, entry).unwrap();
-            enable_translation(&unit, tables.rtaddr()).unwrap();
-            fs.root()
-        };
-        Self {
-            unit,
-            fs_root,
-            next_table,
-        }
-    }
-
-    fn fs(&self) -> PageTable<'_, FlatMem> {
-        PageTable::open(
-            self.unit.mem(),
-            Format::FirstStage,
-            4,
-            self.fs_root,
-            || self.next_table.fetch_add(4096, Ordering::Relaxed),
-            |g| g + GUEST_BASE,
-        )
-    }
+fn bench(ss_page: PageSize, caches: CacheConfig) -> Bench {
+    NestedBench::new(ss_page, caches).expect("benchmark fixture")
 }
 
 fn req(iova: u64) -> Request {
-    Request::read(SID, iova).with_pasid(PASID)
+    NestedBench::read(iova)
 }
 
 fn iotlb_hit(c: &mut Criterion) {
-    let b = Bench::new(PageSize::Size2M, CacheConfig::default());
+    let b = bench(PageSize::Size2M, CacheConfig::default());
     let pages = 256u64;
     let mut fs = b.fs();
     for p in 0..pages {
@@ -152,22 +87,9 @@ fn iotlb_hit(c: &mut Criterion) {
     );
 }
 
-/// 24 pages, each holding the index of the next at a page-dependent offset.
-fn chase_pages() -> (Vec<u64>, usize) {
-    const PAGES: usize = 24;
-    let mut mem = vec![0u64; PAGES * 512];
-    let start = 7;
-    for p in 0..PAGES {
-        let here = p * 512 + (p * 37 + start) % 512;
-        let next = ((p + 1) % PAGES) * 512 + (((p + 1) % PAGES) * 37 + start) % 512;
-        mem[here] = next as u64;
-    }
-    (mem, start)
-}
-
 fn cold_walk(c: &mut Criterion) {
-    let cached = Bench::new(PageSize::Size4K, CacheConfig::default());
-    let uncached = Bench::new(PageSize::Size4K, CacheConfig::disabled());
+    let cached = bench(PageSize::Size4K, CacheConfig::default());
+    let uncached = bench(PageSize::Size4K, CacheConfig::disabled());
     let iova = 0x7_4020_3000;
     for b in [&cached, &uncached] {
         b.fs()
@@ -197,7 +119,7 @@ fn cold_walk(c: &mut Criterion) {
     g.bench_function("nested_4x4_uncached", |bench| {
         bench.iter(|| black_box(uncached.unit.translate(black_box(&r))))
     });
-    let (chase, start) = chase_pages();
+    let (chase, start) = pointer_chase_24();
     g.bench_function("pointer_chase_24", |bench| {
         bench.iter(|| {
             let mut at = black_box(start);
@@ -224,36 +146,6 @@ fn cold_walk(c: &mut Criterion) {
     g.finish();
 }
 
-/// Map the NIC's ring and buffers; queue `q` of the NIC uses its own ring and buffers.
-fn nic_queue(b: &Bench, q: u64) -> Vec<Dma> {
-    let nic = NicRx {
-        ring: 0x1_0000_0000 + q * 0x100_0000,
-        buffers: 0x2_0000_0000 + q * 0x1000_0000,
-        buffer_count: 4096,
-        ..NicRx::default()
-    };
-    let (ring_pages, buffer_pages) = nic.footprint_pages();
-    let gpa_base = 0x10_0000 + q * 0x100_0000;
-    let mut fs = b.fs();
-    fs.map_range(
-        nic.ring,
-        gpa_base,
-        ring_pages * 4096,
-        PageSize::Size4K,
-        Leaf::read_write(),
-    )
-    .unwrap();
-    fs.map_range(
-        nic.buffers,
-        gpa_base + 0x10_0000,
-        buffer_pages * 4096,
-        PageSize::Size4K,
-        Leaf::read_write(),
-    )
-    .unwrap();
-    nic.stream(nic.buffer_count * 2)
-}
-
 fn run_trace(unit: &Unit<FlatMem>, trace: &[Request]) {
     for r in trace {
         black_box(unit.translate(r)).ok();
@@ -261,10 +153,11 @@ fn run_trace(unit: &Unit<FlatMem>, trace: &[Request]) {
 }
 
 fn throughput(c: &mut Criterion) {
-    let b = Bench::new(PageSize::Size2M, CacheConfig::default());
+    let b = bench(PageSize::Size2M, CacheConfig::default());
     let traces: Vec<Vec<Request>> = (0..2)
         .map(|q| {
-            nic_queue(&b, q)
+            b.nic_queue(q)
+                .expect("NIC queue mappings")
                 .iter()
                 .map(|d| d.request(SID, Some(PASID)))
                 .collect()
@@ -345,12 +238,8 @@ fn report(dir: &std::path::Path) {
     let uncached = get("cold_walk", "nested_4x4_uncached");
     let chase = get("cold_walk", "pointer_chase_24");
     let chase_mem = get("cold_walk", "pointer_chase_24_physmem");
-    let trace_len = (NicRx {
-        buffer_count: 4096,
-        ..NicRx::default()
-    })
-    .stream(8192)
-    .len() as f64;
+    let nic: NicRx = NestedBench::nic(0);
+    let trace_len = nic.stream(nic.buffer_count * 2).len() as f64;
     let one = trace_len / get("throughput", "nic_1_thread") * 1e3;
     let two = 2.0 * trace_len / get("throughput", "nic_2_threads") * 1e3;
     let hit_rate = HIT_RATE.load(Ordering::Relaxed) as f64 / 100.0;

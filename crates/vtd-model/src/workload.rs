@@ -1,9 +1,20 @@
-//! Synthetic DMA streams shaped like real devices, for benchmarks and trace generation.
+//! Synthetic DMA streams shaped like real devices, for benchmarks and trace generation,
+//! and [`NestedBench`], the nested unit the benchmarks measure.
 //!
 //! Each generator yields the sequence of single-page DMA requests a device issues; a
 //! request never crosses a 4 KiB boundary, as PCIe requires.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use vtd_spec::addr::PageSize;
+use vtd_spec::pasid::{Fspm, PasidEntry, PasidEntryHi, PasidEntryLo, Pgtt};
+
+use crate::build::{BuildError, Format, Leaf, PageTable, ScalableTables, enable_translation};
+use crate::cache::CacheConfig;
+use crate::config::{ConfigError, UnitConfig};
+use crate::mem::FlatMem;
 use crate::request::{Access, Request};
+use crate::unit::Unit;
 
 /// One DMA access of a stream: which IOVA, how many bytes, read or write.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -202,6 +213,164 @@ impl Storage {
     }
 }
 
+/// Why a [`NestedBench`] could not be built.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum FixtureError {
+    /// The unit configuration (cache geometry) is impossible.
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    /// A table could not be written (the fixture's memory is used up).
+    #[error("{0}")]
+    Build(#[from] BuildError),
+}
+
+/// The nested unit the hardware-model benchmarks measure, shared by `cargo bench -p
+/// vtd-model` and `vtd-nest bench`/`trace` so both measure the same thing.
+///
+/// One unit (the default configuration: Sapphire Rapids-like, erratum off) over
+/// [`FlatMem`]; device [`NestedBench::SID`] with PASID [`NestedBench::PASID`] translates
+/// nested (PGTT=011b): a 4-level first stage whose tables live in guest memory, over a
+/// 4-level second stage that maps guest-physical `g` to host-physical
+/// `g + GUEST_BASE` for the whole [`NestedBench::GUEST_SIZE`] bytes.
+pub struct NestedBench {
+    /// The unit.
+    pub unit: Unit<FlatMem>,
+    fs_root: u64,
+    next_table: AtomicU64,
+}
+
+impl NestedBench {
+    /// Source id of the benchmark device.
+    pub const SID: u16 = 0x0100;
+    /// PASID its requests carry.
+    pub const PASID: u32 = 1;
+    /// Guest-physical `g` is host-physical `g + GUEST_BASE`.
+    pub const GUEST_BASE: u64 = 0x0400_0000;
+    /// Bytes of guest memory stage 2 maps.
+    pub const GUEST_SIZE: u64 = 0x0400_0000;
+    /// Guest pages for first-stage tables are handed out upwards from this GPA; data
+    /// mappings should stay below it.
+    pub const GUEST_TABLES: u64 = 0x0380_0000;
+
+    /// Build the unit and tables; stage 2 maps guest memory with `ss_page` leaves.
+    pub fn new(ss_page: PageSize, caches: CacheConfig) -> Result<Self, FixtureError> {
+        let config = UnitConfig {
+            caches,
+            ..UnitConfig::default()
+        };
+        let unit = Unit::new(config, FlatMem::new(0, Self::GUEST_BASE + Self::GUEST_SIZE))?;
+        let next_table = AtomicU64::new(Self::GUEST_TABLES);
+        let fs_root = {
+            let mem = unit.mem();
+            let tables = ScalableTables::new(mem, mem);
+            tables.add_device(Self::SID, 0)?;
+            let mut ss = PageTable::physical(mem, mem, Format::SecondStage, 4);
+            ss.map_range(
+                0,
+                Self::GUEST_BASE,
+                Self::GUEST_SIZE,
+                ss_page,
+                Leaf::read_write(),
+            )?;
+            let fs = PageTable::new(
+                mem,
+                Format::FirstStage,
+                4,
+                || next_table.fetch_add(4096, Ordering::Relaxed),
+                |g| g + Self::GUEST_BASE,
+            );
+            let entry = PasidEntry {
+                lo: PasidEntryLo::new()
+                    .with_p(true)
+                    .with_aw(2)
+                    .with_pgtt(Pgtt::Nested)
+                    .with_ssptptr(ss.root() >> 12)
+                    .with_did(3)
+                    .with_pwsnp(true),
+                hi: PasidEntryHi::new()
+                    .with_fspm(Fspm::Level4)
+                    .with_fsptptr(fs.root() >> 12),
+                rsvd: [0, 0],
+            };
+            tables.set_pasid_entry(Self::SID, Self::PASID, entry)?;
+            enable_translation(&unit, tables.rtaddr())?;
+            fs.root()
+        };
+        Ok(Self {
+            unit,
+            fs_root,
+            next_table,
+        })
+    }
+
+    /// The first stage, to map IOVAs (below [`NestedBench::GUEST_TABLES`]) into guest
+    /// memory. Once the table pages run past the end of guest memory, maps fail.
+    pub fn fs(&self) -> PageTable<'_, FlatMem> {
+        PageTable::open(
+            self.unit.mem(),
+            Format::FirstStage,
+            4,
+            self.fs_root,
+            || self.next_table.fetch_add(4096, Ordering::Relaxed),
+            |g| g + Self::GUEST_BASE,
+        )
+    }
+
+    /// A read of `iova` by the benchmark device.
+    pub fn read(iova: u64) -> Request {
+        Request::read(Self::SID, iova).with_pasid(Self::PASID)
+    }
+
+    /// Map the ring and buffers of NIC queue `q` (its own ring and 4096 buffers, 1 MiB of
+    /// guest memory per queue apart) and return two passes over every buffer.
+    pub fn nic_queue(&self, q: u64) -> Result<Vec<Dma>, FixtureError> {
+        let nic = Self::nic(q);
+        let (ring_pages, buffer_pages) = nic.footprint_pages();
+        let gpa_base = 0x10_0000 + q * 0x100_0000;
+        let mut fs = self.fs();
+        fs.map_range(
+            nic.ring,
+            gpa_base,
+            ring_pages * 4096,
+            PageSize::Size4K,
+            Leaf::read_write(),
+        )?;
+        fs.map_range(
+            nic.buffers,
+            gpa_base + 0x10_0000,
+            buffer_pages * 4096,
+            PageSize::Size4K,
+            Leaf::read_write(),
+        )?;
+        Ok(nic.stream(nic.buffer_count * 2))
+    }
+
+    /// The NIC of queue `q` that [`NestedBench::nic_queue`] maps.
+    pub fn nic(q: u64) -> NicRx {
+        NicRx {
+            ring: 0x1_0000_0000 + q * 0x100_0000,
+            buffers: 0x2_0000_0000 + q * 0x1000_0000,
+            buffer_count: 4096,
+            ..NicRx::default()
+        }
+    }
+}
+
+/// 24 pages of `u64`s, each page holding the index of the next page's slot at a
+/// page-dependent offset: walking it from the returned start index is 24 dependent loads
+/// on distinct pages, the baseline of the cold-walk ratio.
+pub fn pointer_chase_24() -> (Vec<u64>, usize) {
+    const PAGES: usize = 24;
+    let mut mem = vec![0u64; PAGES * 512];
+    let start = 7;
+    for p in 0..PAGES {
+        let here = p * 512 + (p * 37 + start) % 512;
+        let next = ((p + 1) % PAGES) * 512 + (((p + 1) % PAGES) * 37 + start) % 512;
+        mem[here] = next as u64;
+    }
+    (mem, start)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -233,6 +402,30 @@ mod tests {
         for d in reqs {
             assert!((d.iova & 0xFFF) + d.len as u64 <= 4096, "{d:?}");
         }
+    }
+
+    #[test]
+    fn nested_bench_cold_walk_is_four_over_four() {
+        let b = NestedBench::new(PageSize::Size4K, CacheConfig::disabled()).unwrap();
+        let iova = 0x7_4020_3000;
+        b.fs()
+            .map(iova, 0x20_5000, PageSize::Size4K, Leaf::read_write())
+            .unwrap();
+        let before = b.unit.stats();
+        b.unit.translate(&NestedBench::read(iova)).unwrap();
+        assert_eq!(b.unit.stats().since(&before).paging_reads(), 24);
+    }
+
+    #[test]
+    fn pointer_chase_visits_every_page_once_per_lap() {
+        let (mem, start) = pointer_chase_24();
+        let mut at = start;
+        let mut pages = std::collections::BTreeSet::new();
+        for _ in 0..24 {
+            pages.insert(at / 512);
+            at = mem[at] as usize;
+        }
+        assert_eq!((pages.len(), at), (24, start));
     }
 
     #[test]
