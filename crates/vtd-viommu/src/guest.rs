@@ -58,7 +58,8 @@ impl PageAlloc for GuestPages {
             self.exhausted.store(true, Ordering::Relaxed);
             return EXHAUSTED;
         }
-        if self.mem.write(page, &[0u8; 4096]).is_err() {
+        // The guest zeroes the page itself, so a pool over ROM or a hole runs dry here.
+        if self.mem.write_bytes(page, &[0u8; 4096]).is_err() {
             self.exhausted.store(true, Ordering::Relaxed);
             return EXHAUSTED;
         }

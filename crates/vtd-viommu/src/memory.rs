@@ -223,6 +223,26 @@ impl GuestMemory {
         Ok(())
     }
 
+    /// The whole of `[gpa, gpa + len)` is guest memory and none of it ROM. Only the VMM
+    /// writes ROM (through [`GuestMemory::write`]); to the guest and to the guest-facing
+    /// unit (invalidation-wait status, A/D updates) it is read-only, and a refused write
+    /// reads as unbacked, so the unit turns it into a queue error or a fault.
+    fn check_writable(&self, gpa: u64, len: u64) -> Result<(), MemError> {
+        self.check_range(gpa, len)?;
+        let last = gpa.saturating_add(len.saturating_sub(1));
+        match self
+            .map
+            .regions()
+            .iter()
+            .find(|r| r.kind == RegionKind::Rom && r.gpa <= last && gpa <= r.last())
+        {
+            Some(rom) if len > 0 => Err(MemError::Unbacked {
+                addr: gpa.max(rom.gpa),
+            }),
+            _ => Ok(()),
+        }
+    }
+
     /// The slice of `len` bytes at `gpa`, inside one region.
     fn slice(&self, gpa: u64, len: usize) -> Result<VolatileSlice<'_, ()>, MemError> {
         let r = self
@@ -249,12 +269,14 @@ impl GuestMemory {
     }
 }
 
+/// Guest memory as the guest and the guest-facing unit see it: ROM is read-only.
 impl PhysMem for GuestMemory {
     fn read_u64(&self, addr: u64) -> Result<u64, MemError> {
         self.with_word(addr, |w| w.load(Ordering::Acquire))
     }
 
     fn write_u64(&self, addr: u64, value: u64) -> Result<(), MemError> {
+        self.check_writable(addr, 8)?;
         self.with_word(addr, |w| w.store(value, Ordering::Release))
     }
 
@@ -264,6 +286,7 @@ impl PhysMem for GuestMemory {
         current: u64,
         new: u64,
     ) -> Result<Result<u64, u64>, MemError> {
+        self.check_writable(addr, 8)?;
         self.with_word(addr, |w| {
             w.compare_exchange(current, new, Ordering::AcqRel, Ordering::Acquire)
         })
@@ -273,6 +296,7 @@ impl PhysMem for GuestMemory {
         if !addr.is_multiple_of(4) {
             return Err(MemError::Misaligned { addr, size: 4 });
         }
+        self.check_writable(addr, 4)?;
         let shift = (addr % 8) * 8;
         let mask = 0xFFFF_FFFFu64 << shift;
         self.with_word(addr & !7, |w| {
@@ -287,6 +311,7 @@ impl PhysMem for GuestMemory {
     }
 
     fn write_bytes(&self, addr: u64, data: &[u8]) -> Result<(), MemError> {
+        self.check_writable(addr, data.len() as u64)?;
         self.write(addr, data)
     }
 }
@@ -329,6 +354,26 @@ mod tests {
             mem.compare_exchange_u64(0x10_0008, 1, 2),
             Ok(Err(0x1122_3344_5566_7788))
         );
+    }
+
+    #[test]
+    fn the_unit_and_the_guest_cannot_write_rom() {
+        let mem = GuestMemory::new(MemoryMap::pc(2 << 20)).unwrap();
+        mem.write(0xC_0000, &[0xAA; 16]).unwrap();
+        let refused = Err(MemError::Unbacked { addr: 0xC_0000 });
+        assert_eq!(mem.write_u32(0xC_0000, 1), refused);
+        assert_eq!(mem.write_u64(0xC_0000, 1), refused);
+        assert_eq!(
+            mem.compare_exchange_u64(0xC_0000, 0, 1).map(|_| ()),
+            refused
+        );
+        // A write that starts in RAM and runs into the ROM is refused whole.
+        assert_eq!(mem.write_bytes(0xB_FFF8, &[0; 16]), refused);
+        assert_eq!(mem.read_u64(0xC_0000), Ok(0xAAAA_AAAA_AAAA_AAAA));
+        let mut low = [0xFFu8; 8];
+        mem.read(0xB_FFF8, &mut low).unwrap();
+        assert_eq!(low, [0; 8]);
+        assert_eq!(mem.write_bytes(0xC_0000, &[]), Ok(()));
     }
 
     #[test]
