@@ -329,6 +329,25 @@ impl<I: IoctlFd, D: IoctlFd> Core<I, D> {
     }
 }
 
+/// The host invalidation for a guest's page-selective one: the aligned block of `2^am`
+/// pages holding `addr` that the guest's unit dropped (the address bits below the mask do
+/// not count), or everything once that block is the whole space. The range never runs
+/// past 2^64, which a kernel would compute with wraparound.
+fn page_selective(addr: u64, am: u8, leaf: bool) -> VtdS1Invalidate {
+    let (start, last) = Invalidation::page_range(addr, am);
+    if start == 0 && last == u64::MAX {
+        return VtdS1Invalidate {
+            leaf,
+            ..VtdS1Invalidate::all()
+        };
+    }
+    VtdS1Invalidate {
+        addr: start,
+        npages: (last - start) / 4096 + 1,
+        leaf,
+    }
+}
+
 impl<I: IoctlFd + Send + Sync, D: IoctlFd + Send + Sync> UnitObserver for Core<I, D> {
     fn invalidated(&self, inv: &Invalidation) {
         self.generation.fetch_add(1, Ordering::AcqRel);
@@ -350,15 +369,7 @@ impl<I: IoctlFd + Send + Sync, D: IoctlFd + Send + Sync> UnitObserver for Core<I
                 addr,
                 am,
                 ih,
-            } => {
-                let npages = 1u64 << am.min(52);
-                let entry = VtdS1Invalidate {
-                    addr,
-                    npages,
-                    leaf: ih,
-                };
-                self.forward(Some(did), Some(pasid), &[entry]);
-            }
+            } => self.forward(Some(did), Some(pasid), &[page_selective(addr, am, ih)]),
             Invalidation::PasidIotlbPasid { did, pasid } => {
                 self.forward(Some(did), Some(pasid), &all)
             }
@@ -376,5 +387,29 @@ impl<I: IoctlFd + Send + Sync, D: IoctlFd + Send + Sync> UnitObserver for Core<I
     fn remapping_changed(&self, _enabled: bool) {
         self.generation.fetch_add(1, Ordering::AcqRel);
         self.reshadow_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_selective_forwarding_is_the_aligned_block_the_guest_invalidated() {
+        let inv = page_selective(0x4000_1000, 2, true);
+        assert_eq!((inv.addr, inv.npages, inv.leaf), (0x4000_0000, 4, true));
+        assert_eq!(page_selective(0x5000, 0, false).npages, 1);
+    }
+
+    #[test]
+    fn page_selective_forwarding_of_the_whole_space_is_everything() {
+        // am = 52 and beyond cover every address, whatever the address field says.
+        for am in [52, 63] {
+            let inv = page_selective(0xFFFF_FFFF_FFFF_F000, am, false);
+            assert_eq!((inv.addr, inv.npages), (0, u64::MAX));
+        }
+        // The top block of a smaller mask ends exactly at 2^64.
+        let inv = page_selective(0xFFFF_FFFF_FFFF_F000, 51, false);
+        assert_eq!(inv.addr as u128 + inv.npages as u128 * 4096, 1 << 64);
     }
 }
