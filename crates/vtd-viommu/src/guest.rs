@@ -309,4 +309,9 @@ impl<'a, M: PhysMem> GuestDriver<'a, M> {
     pub fn unit(&self) -> &Unit<M> {
         self.unit
     }
+
+    /// Guest-physical address of the guest's root table.
+    pub fn root_table(&self) -> u64 {
+        self.root
+    }
 }

@@ -26,15 +26,32 @@ pub struct Setup {
 }
 
 pub fn setup() -> Setup {
+    setup_with(MemoryMap::pc(16 << 20), false)
+}
+
+/// Where the guest sees the second assigned device, the platform's `ssd0` (00:04.0).
+pub const GUEST_SSD_SID: u16 = 0x0020;
+
+/// [`setup`] over the memory map `map` (which must hold [`TABLE_POOL`] in RAM), with the
+/// platform's `ssd0` assigned too when `with_ssd`.
+pub fn setup_with(map: MemoryMap, with_ssd: bool) -> Setup {
     let platform = Platform::new(PlatformDesc::sapphire_rapids()).unwrap();
     let iommufd = Arc::new(Iommufd::new(platform.open_iommufd()));
-    let mem = Arc::new(GuestMemory::new(MemoryMap::pc(16 << 20)).unwrap());
+    let mem = Arc::new(GuestMemory::new(map).unwrap());
     let nic = NewDevice {
         name: "nic0".into(),
         guest_sid: GUEST_SID,
         vfio: vtd_iommufd::VfioDevice::new(platform.open_vfio(0).unwrap()),
     };
     let viommu = VIommu::new(iommufd, mem.clone(), nic, false).unwrap();
+    if with_ssd {
+        let ssd = NewDevice {
+            name: "ssd0".into(),
+            guest_sid: GUEST_SSD_SID,
+            vfio: vtd_iommufd::VfioDevice::new(platform.open_vfio(1).unwrap()),
+        };
+        viommu.add_device(ssd).unwrap();
+    }
     let pages = GuestPages::new(mem.clone(), TABLE_POOL, 1 << 20);
     Setup {
         platform,
