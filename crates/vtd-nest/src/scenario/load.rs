@@ -319,7 +319,8 @@ pub fn parse(path: &str, text: &str) -> Result<Scenario> {
             .into_inner()
             .try_into()
             .map_err(|e: toml::de::Error| {
-                let at = refine(text, span.clone(), e.message()).unwrap_or(span.start);
+                let at = refine(text, step_region(text, span.clone()), e.message())
+                    .unwrap_or(span.start);
                 let (line, col) = line_col(text, at);
                 Error::Syntax {
                     path: path.to_string(),
@@ -357,6 +358,22 @@ fn syntax(path: &str, text: &str, e: &toml::de::Error, fallback: Option<usize>) 
         col,
         msg: e.message().trim().replace('\n', " "),
     }
+}
+
+/// The text of a step: an inline table's span is the whole table, but a `[[step]]`
+/// table's span is its header, so run on to the next header.
+fn step_region(text: &str, span: std::ops::Range<usize>) -> std::ops::Range<usize> {
+    let after = text.get(span.end..).unwrap_or("");
+    let mut end = text.len();
+    let mut offset = span.end;
+    for line in after.split_inclusive('\n') {
+        if line.trim_start().starts_with('[') && offset > span.end {
+            end = offset;
+            break;
+        }
+        offset += line.len();
+    }
+    span.start..end.max(span.end)
 }
 
 /// Point at the key or value an "unknown field/variant `x`" message names, inside `span`.

@@ -43,6 +43,66 @@ fn mismatch(expected: impl Into<String>, got: impl Into<String>) -> Mismatch {
     }
 }
 
+/// Guest memory as the scenario writes tables into it: through the VMM's view
+/// ([`GuestMemory::read`]/[`GuestMemory::write`]), which reaches ROM too — a stage-1 table
+/// may sit in a ROM image (the erratum stories put one there). Scenario steps run one at
+/// a time, so the compare-exchange needs no atomicity beyond the word stores.
+pub struct VmmView<'a>(pub &'a GuestMemory);
+
+impl PhysMem for VmmView<'_> {
+    fn read_u64(&self, addr: u64) -> std::result::Result<u64, vtd_model::mem::MemError> {
+        let mut b = [0u8; 8];
+        self.0.read(addr, &mut b)?;
+        Ok(u64::from_le_bytes(b))
+    }
+
+    fn write_u64(
+        &self,
+        addr: u64,
+        value: u64,
+    ) -> std::result::Result<(), vtd_model::mem::MemError> {
+        self.0.write(addr, &value.to_le_bytes())
+    }
+
+    fn compare_exchange_u64(
+        &self,
+        addr: u64,
+        current: u64,
+        new: u64,
+    ) -> std::result::Result<std::result::Result<u64, u64>, vtd_model::mem::MemError> {
+        let old = self.read_u64(addr)?;
+        if old != current {
+            return Ok(Err(old));
+        }
+        self.write_u64(addr, new)?;
+        Ok(Ok(old))
+    }
+
+    fn write_u32(
+        &self,
+        addr: u64,
+        value: u32,
+    ) -> std::result::Result<(), vtd_model::mem::MemError> {
+        self.0.write(addr, &value.to_le_bytes())
+    }
+
+    fn read_bytes(
+        &self,
+        addr: u64,
+        buf: &mut [u8],
+    ) -> std::result::Result<(), vtd_model::mem::MemError> {
+        self.0.read(addr, buf)
+    }
+
+    fn write_bytes(
+        &self,
+        addr: u64,
+        data: &[u8],
+    ) -> std::result::Result<(), vtd_model::mem::MemError> {
+        self.0.write(addr, data)
+    }
+}
+
 /// The machine a scenario runs on; [`World`] borrows it while the steps run.
 pub struct Base {
     /// The simulated machine.
@@ -511,8 +571,9 @@ impl<'a> World<'a> {
                     None => None,
                 };
                 let mut first = first;
+                let view = VmmView(mem);
                 let t = PageTable::new(
-                    &**mem,
+                    &view,
                     Format::FirstStage,
                     *levels,
                     move || {
@@ -554,8 +615,9 @@ impl<'a> World<'a> {
                     SizeSpec::M2 => PageSize::Size2M,
                     SizeSpec::G1 => PageSize::Size1G,
                 };
+                let view = VmmView(mem);
                 let mut t = PageTable::open(
-                    &**mem,
+                    &view,
                     Format::FirstStage,
                     levels,
                     root,
@@ -580,8 +642,9 @@ impl<'a> World<'a> {
             }
             Step::Unmap { table, iova } => {
                 let (root, levels) = self.table(table)?;
+                let view = VmmView(mem);
                 let t = PageTable::open(
-                    &**mem,
+                    &view,
                     Format::FirstStage,
                     levels,
                     root,

@@ -1,0 +1,446 @@
+//! The CLI end to end: the demo's key lines, every example scenario, a wrong expectation,
+//! each kind of bad input (one documented line, no panic), explain, trace and bench.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+/// Run the CLI in-process: (exit status, stdout, stderr).
+fn run(args: &[&str]) -> (i32, String, String) {
+    let mut out = Vec::new();
+    let mut err = Vec::new();
+    let mut argv = vec!["vtd-nest"];
+    argv.extend_from_slice(args);
+    let code = vtd_nest::main_with(argv, &mut out, &mut err);
+    (
+        code,
+        String::from_utf8(out).expect("utf-8 stdout"),
+        String::from_utf8(err).expect("utf-8 stderr"),
+    )
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn example(name: &str) -> String {
+    repo()
+        .join("examples/scenarios")
+        .join(name)
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Write `text` to a fresh file under the test temp dir.
+fn temp(name: &str, text: &str) -> String {
+    let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
+    std::fs::write(&path, text).expect("write temp file");
+    path.to_string_lossy().into_owned()
+}
+
+/// One line on stderr, starting with `error:`, no panic text.
+fn assert_one_line_error(err: &str) {
+    assert_eq!(err.lines().count(), 1, "not one line: {err:?}");
+    assert!(err.starts_with("error: "), "{err:?}");
+    assert!(!err.contains("panicked"), "{err:?}");
+}
+
+#[test]
+fn demo_tells_the_whole_story_from_real_results() {
+    let (code, out, err) = run(&["demo"]);
+    assert_eq!(code, 0, "{err}");
+    // hw_info's erratum flag.
+    assert!(
+        out.contains("IOMMU_HW_INFO_VTD_ERRATA_772415_SPR17 is SET"),
+        "{out}"
+    );
+    // The vBIOS kept out of the nest parent, with the reason.
+    assert!(
+        out.contains(
+            "vbios    KEPT OUT: read-only region kept out of the nest parent: ERRATA_772415_SPR17"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("ram      mapped read-write"));
+    // The nested HWPT from the guest's stage 1.
+    assert!(out.contains("IOMMU_HWPT_ALLOC (VTD_S1) → nested HWPT"));
+    // The DMA stage by stage: the stage-2 walk for each first-stage table, then the leaf.
+    for level in 1..=4 {
+        assert!(
+            out.contains(&format!("stage 2 for the FS L{level} table at GPA")),
+            "L{level}"
+        );
+        assert!(out.contains(&format!("FS L{level} entry")), "L{level}");
+    }
+    assert!(out.contains("stage 2 for the final address 0x200010"));
+    assert!(out.contains("=> HPA 0x"));
+    assert!(out.contains("(nested, 4 KiB page, rights RW, via GPA 0x200010)"));
+    assert!(out.contains(r#"the device reads "hello from guest RAM" from GPA 0x200010; that access is an IOTLB hit: 1 translation, 1 IOTLB hit, 0 paging reads"#), "{out}");
+    // The vBIOS fault, explained.
+    assert!(out.contains("fault SSS.2 (0x79) in the second-stage walk"));
+    assert!(out.contains("code: SSS.2, 0x79"));
+    assert!(out.contains("it is in region `vbios` (ROM)"));
+    assert!(out.contains("fix:  keep device DMA away from read-only guest memory"));
+    assert!(
+        out.contains("recorded in the guest unit's FRCD[0] with the guest's source id 00:02.0")
+    );
+    // Stale, invalidate, fresh.
+    assert!(out.contains(r#"nic0 reads "hello from guest RAM" from GPA 0x200010 (the IOTLB still holds the old translation): STALE"#), "{out}");
+    assert!(out.contains("as IOMMU_HWPT_INVALIDATE (1 entry) → 1 processed"));
+    assert!(out.contains(r#"after: nic0 reads "the remapped page" from GPA 0x201010"#));
+    assert!(out.contains("FRESH"));
+    // Counters.
+    assert!(out.contains("walk references: first stage "));
+    assert!(out.contains("faults by reason: SSS.2 (0x79) × 1"));
+}
+
+#[test]
+fn demo_json_carries_the_same_facts_as_records() {
+    let (code, out, _) = run(&["demo", "--json"]);
+    assert_eq!(code, 0);
+    let records: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each line is one JSON record"))
+        .collect();
+    let find = |kind: &str| {
+        records
+            .iter()
+            .find(|r| r["record"] == kind)
+            .unwrap_or_else(|| panic!("no {kind} record"))
+    };
+    assert_eq!(find("hw_info")["errata_772415_spr17"], true);
+    let vbios = find("stage2")["placements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["region"] == "vbios")
+        .cloned()
+        .unwrap();
+    assert_eq!(vbios["mapped"], false);
+    let dma = find("nested_dma");
+    assert_eq!(dma["reads"]["first_stage"], 4);
+    assert_eq!(dma["data"], "hello from guest RAM");
+    assert_eq!(find("fault")["fault"]["reason"], "SSS.2");
+    assert_eq!(find("fault")["fault"]["code"], 0x79);
+    let inv = find("invalidation");
+    assert_eq!(inv["stale"]["from_iotlb"], true);
+    assert_eq!(inv["fresh"]["data"], "the remapped page");
+    assert_eq!(find("counters")["faults_by_reason"]["SSS.2"], 1);
+}
+
+#[test]
+fn built_binary_runs_the_demo() {
+    let out = Command::new(env!("CARGO_BIN_EXE_vtd-nest"))
+        .arg("demo")
+        .output()
+        .expect("run vtd-nest");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("IOMMU_HW_INFO_VTD_ERRATA_772415_SPR17 is SET"));
+    assert!(text.contains("FRESH"));
+}
+
+#[test]
+fn every_example_scenario_passes() {
+    let dir = repo().join("examples/scenarios");
+    let mut count = 0;
+    for entry in std::fs::read_dir(&dir).expect("examples/scenarios") {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "toml") {
+            continue;
+        }
+        let p = path.to_string_lossy().into_owned();
+        let (code, out, err) = run(&["run", &p]);
+        assert_eq!(code, 0, "{p}:\n{out}\n{err}");
+        assert!(out.contains("every expectation held"), "{p}");
+        count += 1;
+    }
+    assert!(count >= 12, "only {count} example scenarios");
+}
+
+#[test]
+fn wrong_expectation_exits_1_with_the_step_and_the_difference() {
+    let text = std::fs::read_to_string(example("faults.toml"))
+        .unwrap()
+        .replace(
+            r#"expect = { fault = "SGN.2" }"#,
+            r#"expect = { fault = "SFS.2" }"#,
+        );
+    let path = temp("wrong-expectation.toml", &text);
+    let (code, out, err) = run(&["run", &path]);
+    assert_eq!(code, 1);
+    assert!(out.contains(" 10 dma            MISMATCH"), "{out}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("step 10 (dma): expected fault SFS.2 (0x71), got fault SGN.2, 0x81"),
+        "{err}"
+    );
+}
+
+#[test]
+fn wrong_data_names_both_values() {
+    let path = temp(
+        "wrong-data.toml",
+        r#"
+[[device]]
+name = "nic0"
+guest_bdf = "00:02.0"
+
+[[step]]
+op = "mem_write"
+gpa = 0x200000
+data = "abc"
+
+[[step]]
+op = "dma"
+device = "nic0"
+iova = 0x200000
+expect = { data = "abd" }
+"#,
+    );
+    let (code, _, err) = run(&["run", &path]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains(r#":11: step 2 (dma): expected data "abd", got data "abc""#),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_toml_names_line_and_column() {
+    let path = temp("bad-syntax.toml", "name = \"x\"\n[platform\npreset = 1\n");
+    let (code, _, err) = run(&["run", &path]);
+    assert_eq!(code, 2);
+    assert_one_line_error(&err);
+    assert!(err.contains("bad-syntax.toml:2:10: "), "{err}");
+}
+
+#[test]
+fn unknown_field_points_at_the_field() {
+    let path = temp(
+        "unknown-field.toml",
+        "[[device]]\nname = \"nic0\"\nguest_bdf = \"00:02.0\"\n\n[[step]]\nop = \"guest_boot\"\n\n[[step]]\nop = \"stage1\"\nname = \"s\"\nlevles = 4\n",
+    );
+    let (code, _, err) = run(&["run", &path]);
+    assert_eq!(code, 2);
+    assert_one_line_error(&err);
+    assert!(
+        err.contains("unknown-field.toml:11:1: step 2: unknown field `levles`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn unknown_top_level_field_is_refused() {
+    let path = temp("unknown-top.toml", "nmae = \"x\"\n");
+    let (_, _, err) = run(&["run", &path]);
+    assert_one_line_error(&err);
+    assert!(
+        err.contains("unknown-top.toml:1:1: unknown field `nmae`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn unknown_step_kind_points_at_the_kind() {
+    let path = temp(
+        "unknown-kind.toml",
+        "[[device]]\nname = \"nic0\"\nguest_bdf = \"00:02.0\"\n\n[[step]]\nop = \"frobnicate\"\n",
+    );
+    let (code, _, err) = run(&["run", &path]);
+    assert_eq!(code, 2);
+    assert_one_line_error(&err);
+    assert!(
+        err.contains("unknown-kind.toml:6:6: step 1: unknown variant `frobnicate`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn five_level_stage1_without_fs5lp_is_impossible() {
+    let path = temp(
+        "no-fs5lp.toml",
+        "[platform]\nfs5lp = false\n\n[[device]]\nname = \"nic0\"\nguest_bdf = \"00:02.0\"\n\n[[step]]\nop = \"guest_boot\"\n\n[[step]]\nop = \"stage1\"\nname = \"s\"\nlevels = 5\n",
+    );
+    let (code, _, err) = run(&["run", &path]);
+    assert_eq!(code, 2);
+    assert_one_line_error(&err);
+    assert!(
+        err.contains("no-fs5lp.toml:11:1: step 2 (stage1): a 5-level stage 1 needs CAP.FS5LP"),
+        "{err}"
+    );
+}
+
+#[test]
+fn undefined_names_and_overlapping_memory_are_refused() {
+    let path = temp(
+        "undefined.toml",
+        "[[device]]\nname = \"nic0\"\nguest_bdf = \"00:02.0\"\n\n[[step]]\nop = \"map\"\ntable = \"nope\"\niova = 0\ngpa = 0\n",
+    );
+    let (_, _, err) = run(&["run", &path]);
+    assert_one_line_error(&err);
+    assert!(
+        err.contains("step 1 (map): no stage-1 table `nope`"),
+        "{err}"
+    );
+    let path = temp(
+        "overlap.toml",
+        "[memory]\nregions = [ { name = \"a\", gpa = 0, size = \"2M\" }, { name = \"b\", gpa = \"1M\", size = \"1M\" } ]\n",
+    );
+    let (_, _, err) = run(&["run", &path]);
+    assert_one_line_error(&err);
+    assert!(err.contains("memory: regions a and b overlap"), "{err}");
+}
+
+#[test]
+fn unknown_flag_is_one_line() {
+    let (code, out, err) = run(&["run", "--frobnicate", "x.toml"]);
+    assert_eq!(code, 2);
+    assert!(out.is_empty());
+    assert_one_line_error(&err);
+    assert!(err.contains("unexpected argument '--frobnicate'"), "{err}");
+}
+
+#[test]
+fn missing_file_is_one_line() {
+    let (code, _, err) = run(&["run", "/nonexistent/scenario.toml"]);
+    assert_eq!(code, 2);
+    assert_one_line_error(&err);
+    assert!(
+        err.contains("/nonexistent/scenario.toml: No such file"),
+        "{err}"
+    );
+}
+
+#[test]
+fn malformed_trace_line_names_the_line() {
+    let path = temp(
+        "bad.trace",
+        "# vtd-nest trace v1\nR 0x1000 16\nQ 0x2000 4\n",
+    );
+    let (code, _, err) = run(&["trace", &path]);
+    assert_eq!(code, 2);
+    assert_one_line_error(&err);
+    assert!(
+        err.contains("bad.trace:3: unknown access `Q`: expected R, W or A"),
+        "{err}"
+    );
+}
+
+#[test]
+fn every_command_has_help_with_an_example() {
+    for cmd in [
+        &["--help"][..],
+        &["demo", "--help"],
+        &["run", "--help"],
+        &["explain", "--help"],
+        &["trace", "--help"],
+        &["bench", "--help"],
+    ] {
+        let (code, out, _) = run(cmd);
+        assert_eq!(code, 0, "{cmd:?}");
+        assert!(out.contains("Example"), "{cmd:?}: {out}");
+        assert!(out.contains("vtd-nest "), "{cmd:?}");
+    }
+}
+
+#[test]
+fn explain_draws_the_walk_and_the_fix_of_the_ad_fault() {
+    let (code, out, err) = run(&["explain", &example("erratum-ad-fault.toml"), "--step", "6"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("stage 2 for the FS L4 table at GPA 0xc0000:"),
+        "{out}"
+    );
+    assert!(out.contains("FS L4 entry  table 0xc0000"));
+    assert!(out.contains(
+        "why:  stage 2 maps GPA 0xc0000 read-only; the first-stage A/D update at FS L4 needs write"
+    ));
+    assert!(out.contains("code: SFS.8, 0x77"));
+    assert!(
+        out.contains("fix:  map the page holding the guest's stage-1 table writable in stage 2")
+    );
+}
+
+#[test]
+fn explain_of_a_successful_nested_dma_counts_reads_per_stage() {
+    let (code, out, _) = run(&[
+        "explain",
+        &example("nested-4level.toml"),
+        "--step",
+        "9",
+        "--json",
+    ]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["record"], "explain");
+    assert_eq!(v["reads"]["first_stage"], 4);
+    // The host stage 2 walk of every first-stage table and of the final address.
+    assert!(v["reads"]["second_stage_for_tables"].as_u64().unwrap() >= 16);
+    assert!(v.get("fault").is_none());
+}
+
+#[test]
+fn explain_of_a_step_that_is_not_dma_is_one_line() {
+    let (code, _, err) = run(&["explain", &example("faults.toml"), "--step", "1"]);
+    assert_eq!(code, 2);
+    assert_one_line_error(&err);
+    assert!(
+        err.contains("step 1 is a guest_boot step; explain needs a dma step"),
+        "{err}"
+    );
+}
+
+#[test]
+fn explain_by_address_after_the_scenario() {
+    let (code, out, _) = run(&[
+        "explain",
+        &example("faults.toml"),
+        "--addr",
+        "0x40001000",
+        "--device",
+        "nic0",
+    ]);
+    assert_eq!(code, 0);
+    assert!(out.contains("code: SSS.2, 0x79"), "{out}");
+}
+
+#[test]
+fn generated_traces_replay_without_faults() {
+    for kind in ["nic", "storage"] {
+        let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{kind}.trace"));
+        let p = path.to_string_lossy().into_owned();
+        let (code, out, err) = run(&["trace", "--generate", kind, "-o", &p, "--count", "200"]);
+        assert_eq!(code, 0, "{err}");
+        assert!(out.starts_with("wrote "));
+        let (code, out, err) = run(&["trace", &p, "--json"]);
+        assert_eq!(code, 0, "{err}");
+        let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        assert_eq!(v["faults"], 0);
+        assert!(v["translations"].as_u64().unwrap() > 0);
+        assert!(v["iotlb_hit_rate"].as_f64().is_some());
+        assert!(v["walk_refs_per_translation"].as_f64().is_some());
+    }
+}
+
+#[test]
+fn bench_quick_prints_one_table_of_ratios_with_targets() {
+    let (code, out, err) = run(&["bench", "--quick"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("cores available"));
+    for (measure, target) in [
+        ("IOTLB hit ÷ HashMap lookup", "≤ 1.5"),
+        ("cold 4×4 walk (flushed) ÷ 24-load chase", "≤ 3"),
+        ("NIC trace, 1 thread (M translations/s)", "≥ 30"),
+        ("NIC trace, 2 threads ÷ 1 thread", "≥ 1.7"),
+    ] {
+        let row = out
+            .lines()
+            .find(|l| l.starts_with(measure))
+            .unwrap_or_else(|| panic!("no row {measure}: {out}"));
+        assert!(row.contains(target), "{row}");
+    }
+    let (_, out, _) = run(&["bench", "--quick", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["rows"].as_array().unwrap().len(), 4);
+    assert!(v["cores"].as_u64().unwrap() >= 1);
+}
