@@ -145,8 +145,9 @@ impl Shadow {
 
     /// Bring the host attachment to `target`. A nested HWPT is allocated and attached
     /// before the old one is destroyed (a replace, so DMA never sees a gap the guest did
-    /// not ask for); if the host refuses it the device is blocked, never left on a stage
-    /// 1 the guest has abandoned.
+    /// not ask for). If the host refuses any step the device is blocked, never left on a
+    /// stage 1 the guest has abandoned; if even the detach is refused, the record keeps
+    /// what the host still has, and the next invalidation tries again.
     pub fn apply<I: IoctlFd, D: IoctlFd>(
         &mut self,
         iommufd: &Arc<Iommufd<I>>,
@@ -154,11 +155,7 @@ impl Shadow {
         dev_id: u32,
         target: Target,
     ) -> Result<Change, vtd_iommufd::Error> {
-        let old_nested = match self.attachment {
-            Attachment::Nested { hwpt, .. } => Some(hwpt),
-            _ => None,
-        };
-        let change = match (target, self.attachment) {
+        match (target, self.attachment) {
             (Target::Parent, Attachment::Parent) => return Ok(Change::None),
             (Target::Blocked(_), Attachment::Blocked) => return Ok(Change::None),
             (
@@ -175,52 +172,68 @@ impl Shadow {
                 self.attachment = Attachment::Nested { hwpt, s1, did };
                 return Ok(Change::DidChanged);
             }
-            (Target::Parent, _) => {
-                dev.attach_pt(self.parent)?;
-                self.attachment = Attachment::Parent;
-                Change::ToParent
-            }
-            (Target::Blocked(_), _) => {
-                dev.detach_pt()?;
-                self.attachment = Attachment::Blocked;
-                Change::ToBlocked
-            }
-            (Target::Nested { s1, did }, _) => {
-                let hwpt = match iommufd.hwpt_alloc_nested(dev_id, self.parent, &s1, None) {
-                    Ok(h) => h,
-                    Err(e) => {
-                        self.block(iommufd, dev, old_nested);
-                        return Err(e);
-                    }
-                };
-                if let Err(e) = dev.attach_pt(hwpt) {
-                    let _ = iommufd.destroy(hwpt);
-                    self.block(iommufd, dev, old_nested);
-                    return Err(e);
-                }
-                self.attachment = Attachment::Nested { hwpt, s1, did };
-                Change::ToNested { hwpt }
+            _ => {}
+        }
+        let reached = match target {
+            Target::Parent => dev
+                .attach_pt(self.parent)
+                .map(|_| (Attachment::Parent, Change::ToParent)),
+            Target::Blocked(_) => dev
+                .detach_pt()
+                .map(|()| (Attachment::Blocked, Change::ToBlocked)),
+            Target::Nested { s1, did } => {
+                self.attach_nested(iommufd, dev, dev_id, s1).map(|hwpt| {
+                    (
+                        Attachment::Nested { hwpt, s1, did },
+                        Change::ToNested { hwpt },
+                    )
+                })
             }
         };
-        if let Some(old) = old_nested {
-            // Nothing holds the old nested HWPT any more.
-            let _ = iommufd.destroy(old);
+        match reached {
+            Ok((attachment, change)) => {
+                let old = std::mem::replace(&mut self.attachment, attachment);
+                Self::release(iommufd, old);
+                Ok(change)
+            }
+            Err(e) => {
+                self.block(iommufd, dev);
+                Err(e)
+            }
         }
-        Ok(change)
     }
 
-    /// Detach and drop `old`: the fallback when the host refuses the guest's stage 1.
-    fn block<I: IoctlFd, D: IoctlFd>(
-        &mut self,
+    /// Allocate a nested HWPT for `s1` and attach the device to it (replacing what it
+    /// had). A refused attach leaves the device where it was and drops the new HWPT.
+    fn attach_nested<I: IoctlFd, D: IoctlFd>(
+        &self,
         iommufd: &Iommufd<I>,
         dev: &VfioDevice<D>,
-        old: Option<u32>,
-    ) {
-        let _ = dev.detach_pt();
-        if let Some(old) = old {
-            let _ = iommufd.destroy(old);
+        dev_id: u32,
+        s1: VtdS1,
+    ) -> Result<u32, vtd_iommufd::Error> {
+        let hwpt = iommufd.hwpt_alloc_nested(dev_id, self.parent, &s1, None)?;
+        if let Err(e) = dev.attach_pt(hwpt) {
+            let _ = iommufd.destroy(hwpt);
+            return Err(e);
         }
-        self.attachment = Attachment::Blocked;
+        Ok(hwpt)
+    }
+
+    /// Detach the device: the fallback when the host refuses what the guest asked for.
+    fn block<I: IoctlFd, D: IoctlFd>(&mut self, iommufd: &Iommufd<I>, dev: &VfioDevice<D>) {
+        if self.attachment == Attachment::Blocked || dev.detach_pt().is_err() {
+            return;
+        }
+        let old = std::mem::replace(&mut self.attachment, Attachment::Blocked);
+        Self::release(iommufd, old);
+    }
+
+    /// Destroy the nested HWPT of an attachment nothing holds any more.
+    fn release<I: IoctlFd>(iommufd: &Iommufd<I>, old: Attachment) {
+        if let Attachment::Nested { hwpt, .. } = old {
+            let _ = iommufd.destroy(hwpt);
+        }
     }
 }
 

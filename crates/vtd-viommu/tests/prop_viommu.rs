@@ -17,6 +17,7 @@ mod common;
 use common::{GUEST_SID, GUEST_SSD_SID, Setup, TABLE_POOL, setup_with};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
+use vtd_iommufd::Errno;
 use vtd_kernel::DmaError;
 use vtd_model::PasidLookup;
 use vtd_model::build::{Leaf, ScalableTables};
@@ -1029,7 +1030,18 @@ fn set_remapping(unit: &vtd_viommu::GuestUnit, on: bool) {
     unit.mmio_write(offset::GCMD, 4, persistent as u64).unwrap();
 }
 
-fn shadowing_converges(steps: Vec<Step>) -> Result<(), TestCaseError> {
+/// A host call to fail once during a step.
+fn host_failure() -> impl Strategy<Value = Option<(u64, Errno)>> {
+    use vtd_iommufd::ioctl;
+    prop_oneof![
+        6 => Just(None),
+        1 => Just(Some((ioctl::IOMMU_HWPT_ALLOC, Errno::ENOMEM))),
+        1 => Just(Some((ioctl::VFIO_DEVICE_ATTACH_IOMMUFD_PT, Errno::ENOMEM))),
+        1 => Just(Some((ioctl::VFIO_DEVICE_DETACH_IOMMUFD_PT, Errno::EINVAL))),
+    ]
+}
+
+fn shadowing_converges(steps: Vec<(Option<(u64, Errno)>, Step)>) -> Result<(), TestCaseError> {
     let s = setup_with(guest_map(), true);
     let mut driver = GuestDriver::boot(s.viommu.unit(), s.mem.clone(), &s.pages).unwrap();
     let mut roots = Vec::new();
@@ -1055,7 +1067,10 @@ fn shadowing_converges(steps: Vec<Step>) -> Result<(), TestCaseError> {
         ("ssd0", GUEST_SSD_SID, HOST_SSD_SID),
     ];
     let _ = s.viommu.take_events();
-    for step in &steps {
+    for (failure, step) in &steps {
+        if let Some((request, errno)) = *failure {
+            s.faults.arm(request, errno);
+        }
         match step {
             Step::Set { ssd, entry } => {
                 let (_, sid, _) = devices[*ssd as usize];
@@ -1097,10 +1112,11 @@ fn shadowing_converges(steps: Vec<Step>) -> Result<(), TestCaseError> {
                         };
                         match driver.set_pasid(sid, 0, what) {
                             Ok(()) => {}
-                            // The context entry is gone: the guest has nothing to set.
+                            // The context entry is gone: nothing to set, but the guest
+                            // still invalidates.
                             Err(vtd_viommu::guest::GuestError::Build(
                                 vtd_model::build::BuildError::NoPasidDirectory(_),
-                            )) => {}
+                            )) => driver.submit(&[pasid_cache_all()]).unwrap(),
                             Err(e) => prop_assert!(false, "set_pasid: {e}"),
                         }
                     }
@@ -1124,8 +1140,17 @@ fn shadowing_converges(steps: Vec<Step>) -> Result<(), TestCaseError> {
                     .with_sid(sid);
                 driver.submit(&[raw(inv.into_bits())]).unwrap();
             }
-            Step::Remapping(on) => set_remapping(s.viommu.unit(), *on),
+            Step::Remapping(on) => {
+                set_remapping(s.viommu.unit(), *on);
+                // As a guest driver does around the switch (and a no-op switch still
+                // invalidates).
+                let ctx = ContextCacheInvDesc::new().with_g(CcmdGranularity::Global);
+                driver
+                    .submit(&[raw(ctx.into_bits()), pasid_cache_all()])
+                    .unwrap();
+            }
         }
+        s.faults.disarm();
         let events = s.viommu.take_events();
         let mut live = Vec::new();
         for (name, sid, _) in devices {
@@ -1145,16 +1170,19 @@ fn shadowing_converges(steps: Vec<Step>) -> Result<(), TestCaseError> {
                         ..
                     },
                 ) => s1 == got_s1 && did == got_did,
-                (Target::Nested { .. }, Attachment::Blocked) => refused,
+                // A host failure leaves the device blocked, never on a stage 1 the guest
+                // abandoned; the next invalidation tries again.
+                (Target::Nested { .. } | Target::Parent, Attachment::Blocked) => refused,
                 _ => false,
             };
             prop_assert!(
                 ok,
-                "{}: the guest says {:?}, the host has {:?} (step {:?})",
+                "{}: the guest says {:?}, the host has {:?} (step {:?}, failing {:?})",
                 name,
                 want,
                 got,
-                step
+                step,
+                failure
             );
             if let Attachment::Nested { hwpt, .. } = got {
                 live.push(hwpt);
@@ -1179,7 +1207,9 @@ proptest! {
     /// attachment is what the guest's entry says now, and exactly the nested HWPTs in use
     /// are allocated.
     #[test]
-    fn shadowing_converges_to_the_guest_entry(steps in prop::collection::vec(step(), 1..24)) {
+    fn shadowing_converges_to_the_guest_entry(
+        steps in prop::collection::vec((host_failure(), step()), 1..24),
+    ) {
         shadowing_converges(steps)?;
     }
 }

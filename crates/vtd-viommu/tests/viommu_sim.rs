@@ -152,3 +152,50 @@ fn guest_pass_through_entry_goes_back_to_the_parent() {
     s.mem.write(GPA, b"pt").unwrap();
     assert_eq!(dma_read(&s, GPA, 2).unwrap(), b"pt");
 }
+
+#[test]
+fn a_refused_attach_to_the_parent_blocks_rather_than_keeping_the_abandoned_stage1() {
+    let s = setup();
+    let mut driver = GuestDriver::boot(s.viommu.unit(), s.mem.clone(), &s.pages).unwrap();
+    guest_maps_nic(&s, &mut driver);
+    s.faults.arm(
+        vtd_iommufd::ioctl::VFIO_DEVICE_ATTACH_IOMMUFD_PT,
+        vtd_iommufd::Errno::ENOMEM,
+    );
+    driver
+        .set_pasid(GUEST_SID, 0, GuestPasid::PassThrough { did: DID })
+        .unwrap();
+    assert_eq!(s.viommu.attachment("nic0"), Some(Attachment::Blocked));
+    assert!(matches!(dma_read(&s, IOVA, 4), Err(DmaError::Fault(_))));
+    assert!(s.viommu.take_events().iter().any(|e| matches!(
+        e,
+        Event::ShadowFailed {
+            target: Target::Parent,
+            ..
+        }
+    )));
+    // The guest's next invalidation tries again.
+    driver
+        .set_pasid(GUEST_SID, 0, GuestPasid::PassThrough { did: DID })
+        .unwrap();
+    assert_eq!(s.viommu.attachment("nic0"), Some(Attachment::Parent));
+}
+
+#[test]
+fn a_refused_detach_is_retried_and_the_record_stays_what_the_host_has() {
+    let s = setup();
+    let mut driver = GuestDriver::boot(s.viommu.unit(), s.mem.clone(), &s.pages).unwrap();
+    guest_maps_nic(&s, &mut driver);
+    s.faults.arm(
+        vtd_iommufd::ioctl::VFIO_DEVICE_DETACH_IOMMUFD_PT,
+        vtd_iommufd::Errno::EINVAL,
+    );
+    driver.set_pasid(GUEST_SID, 0, GuestPasid::None).unwrap();
+    // The fallback detach went through: blocked, and the nested HWPT is gone.
+    assert_eq!(s.viommu.attachment("nic0"), Some(Attachment::Blocked));
+    assert!(matches!(dma_read(&s, IOVA, 4), Err(DmaError::Fault(_))));
+    let nested = (1..=16)
+        .filter(|&id| s.viommu.iommufd().hwpt_invalidate(id, &[]).is_ok())
+        .count();
+    assert_eq!(nested, 0);
+}

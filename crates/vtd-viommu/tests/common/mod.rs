@@ -1,10 +1,12 @@
 //! Shared setup: a Sapphire Rapids platform, a VMM with one assigned NIC behind the
 //! vIOMMU, 16 MiB of PC-like guest memory and a pool of guest pages for IOMMU tables.
+//! The VMM's files fail one chosen ioctl on demand ([`Faults`]).
 #![allow(dead_code)]
 
-use std::sync::Arc;
+use std::ffi::c_void;
+use std::sync::{Arc, Mutex};
 
-use vtd_iommufd::Iommufd;
+use vtd_iommufd::{Errno, IoctlFd, Iommufd};
 use vtd_kernel::{DmaError, IommufdFile, Platform, PlatformDesc, VfioDeviceFile};
 use vtd_model::build::Leaf;
 use vtd_spec::addr::PageSize;
@@ -21,8 +23,57 @@ pub const TABLE_POOL: u64 = 0xE0_0000;
 pub struct Setup {
     pub platform: Platform,
     pub mem: Arc<GuestMemory>,
-    pub viommu: VIommu<IommufdFile, VfioDeviceFile>,
+    pub viommu: VIommu<Flaky<IommufdFile>, Flaky<VfioDeviceFile>>,
     pub pages: GuestPages,
+    pub faults: Faults,
+}
+
+/// A one-shot failure shared by the VMM's files: the next ioctl with the armed request
+/// number fails with the armed errno.
+#[derive(Clone, Default)]
+pub struct Faults(Arc<Mutex<Option<(u64, Errno)>>>);
+
+impl Faults {
+    /// Fail the next `request` with `errno`.
+    pub fn arm(&self, request: u64, errno: Errno) {
+        *self.0.lock().unwrap() = Some((request, errno));
+    }
+
+    /// Disarm; true if the armed failure has not happened.
+    pub fn disarm(&self) -> bool {
+        self.0.lock().unwrap().take().is_some()
+    }
+
+    fn take(&self, request: u64) -> Option<Errno> {
+        let mut armed = self.0.lock().unwrap();
+        match *armed {
+            Some((r, e)) if r == request => {
+                *armed = None;
+                Some(e)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// A simulated file whose ioctls fail when [`Faults`] says so.
+pub struct Flaky<F> {
+    inner: F,
+    faults: Faults,
+}
+
+impl<F: IoctlFd> IoctlFd for Flaky<F> {
+    unsafe fn ioctl(&self, request: u64, arg: *mut c_void) -> Result<i32, Errno> {
+        if let Some(e) = self.faults.take(request) {
+            return Err(e);
+        }
+        // SAFETY: forwarded unchanged; the caller upholds the ioctl contract for `arg`.
+        unsafe { self.inner.ioctl(request, arg) }
+    }
+
+    fn fd_number(&self) -> i32 {
+        self.inner.fd_number()
+    }
 }
 
 pub fn setup() -> Setup {
@@ -36,19 +87,31 @@ pub const GUEST_SSD_SID: u16 = 0x0020;
 /// platform's `ssd0` assigned too when `with_ssd`.
 pub fn setup_with(map: MemoryMap, with_ssd: bool) -> Setup {
     let platform = Platform::new(PlatformDesc::sapphire_rapids()).unwrap();
-    let iommufd = Arc::new(Iommufd::new(platform.open_iommufd()));
+    let faults = Faults::default();
+    let flaky = |inner| Flaky {
+        inner,
+        faults: faults.clone(),
+    };
+    let iommufd = Arc::new(Iommufd::new(flaky(platform.open_iommufd())));
+    let vfio = |index| {
+        let inner = platform.open_vfio(index).unwrap();
+        vtd_iommufd::VfioDevice::new(Flaky {
+            inner,
+            faults: faults.clone(),
+        })
+    };
     let mem = Arc::new(GuestMemory::new(map).unwrap());
     let nic = NewDevice {
         name: "nic0".into(),
         guest_sid: GUEST_SID,
-        vfio: vtd_iommufd::VfioDevice::new(platform.open_vfio(0).unwrap()),
+        vfio: vfio(0),
     };
     let viommu = VIommu::new(iommufd, mem.clone(), nic, false).unwrap();
     if with_ssd {
         let ssd = NewDevice {
             name: "ssd0".into(),
             guest_sid: GUEST_SSD_SID,
-            vfio: vtd_iommufd::VfioDevice::new(platform.open_vfio(1).unwrap()),
+            vfio: vfio(1),
         };
         viommu.add_device(ssd).unwrap();
     }
@@ -58,6 +121,7 @@ pub fn setup_with(map: MemoryMap, with_ssd: bool) -> Setup {
         mem,
         viommu,
         pages,
+        faults,
     }
 }
 
