@@ -25,6 +25,12 @@ use crate::memory::GuestMemory;
 /// next table write fails (with [`GuestError::OutOfTablePages`]) instead of corrupting RAM.
 const EXHAUSTED: u64 = 0xFFFF_FFFF_FFFF_F000;
 
+/// PASID-directory size field of the context entries the guest writes: 2^(0+7) directory
+/// entries of 64 PASIDs each.
+const PDTS: u8 = 0;
+/// PASIDs a device's directory covers.
+const PASIDS: u32 = 1 << (PDTS as u32 + 7 + vtd_spec::pasid::PASID_PDE_SHIFT);
+
 /// Guest pages for the guest's IOMMU tables: a bump allocator over a GPA range.
 #[derive(Debug)]
 pub struct GuestPages {
@@ -79,6 +85,12 @@ pub enum GuestError {
     /// No stage-1 table of that name.
     #[error("no such guest stage-1 table")]
     NoTable,
+    /// The PASID is beyond the PASID directory the guest gives each device.
+    #[error("PASID {0:#x} is beyond the guest's PASID directory ({PASIDS} PASIDs)")]
+    PasidOutOfRange(u32),
+    /// The address mask does not fit a descriptor's 6-bit AM field.
+    #[error("address mask {0} does not fit an invalidation descriptor (at most 63)")]
+    BadMask(u8),
 }
 
 /// The first-stage attributes a guest PASID entry carries.
@@ -160,13 +172,17 @@ impl<'a, M: PhysMem> GuestDriver<'a, M> {
     /// Give the device `sid` a context entry with a PASID directory (as probe does).
     pub fn add_device(&mut self, sid: u16) -> Result<(), GuestError> {
         self.tables()
-            .add_device(sid, 0)
+            .add_device(sid, PDTS)
             .map_err(|e| Self::fail(self.pages, e))
     }
 
     /// Write the PASID entry of (`sid`, `pasid`) and invalidate the PASID cache for it, as
     /// a guest with caching mode must.
     pub fn set_pasid(&mut self, sid: u16, pasid: u32, what: GuestPasid) -> Result<(), GuestError> {
+        // Beyond the directory the tables would be written past its end.
+        if pasid >= PASIDS {
+            return Err(GuestError::PasidOutOfRange(pasid));
+        }
         let (entry, did) = match what {
             GuestPasid::None => (PasidEntry::default(), 0),
             GuestPasid::PassThrough { did } => {
@@ -234,6 +250,12 @@ impl<'a, M: PhysMem> GuestDriver<'a, M> {
         am: u8,
         leaf: bool,
     ) -> Result<(), GuestError> {
+        if pasid > vtd_spec::pasid::PASID_MAX {
+            return Err(GuestError::PasidOutOfRange(pasid));
+        }
+        if am > 63 {
+            return Err(GuestError::BadMask(am));
+        }
         let d = match addr {
             Some(a) => PasidIotlbInvDesc::new()
                 .with_g(PasidIotlbGranularity::Page)
@@ -313,5 +335,52 @@ impl<'a, M: PhysMem> GuestDriver<'a, M> {
     /// Guest-physical address of the guest's root table.
     pub fn root_table(&self) -> u64 {
         self.root
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::MemoryMap;
+
+    const POOL: u64 = 0x10_0000;
+
+    fn guest() -> (Arc<GuestMemory>, GuestPages, Unit<Arc<GuestMemory>>) {
+        let mem = Arc::new(GuestMemory::new(MemoryMap::pc(4 << 20)).unwrap());
+        let pages = GuestPages::new(mem.clone(), POOL, 1 << 20);
+        let unit = Unit::new(vtd_model::UnitConfig::sapphire_rapids(), mem.clone()).unwrap();
+        (mem, pages, unit)
+    }
+
+    #[test]
+    fn pasids_beyond_the_directory_are_refused_not_written_past_it() {
+        let (mem, pages, unit) = guest();
+        let mut driver = GuestDriver::boot(&unit, mem.clone(), &pages).unwrap();
+        driver.add_device(0x10).unwrap();
+        let pt = GuestPasid::PassThrough { did: 1 };
+        let before = pages.next.load(Ordering::Relaxed);
+        for pasid in [PASIDS, 100_000, 1 << 20, u32::MAX] {
+            assert_eq!(
+                driver.set_pasid(0x10, pasid, pt),
+                Err(GuestError::PasidOutOfRange(pasid))
+            );
+        }
+        assert_eq!(pages.next.load(Ordering::Relaxed), before);
+        assert_eq!(driver.set_pasid(0x10, PASIDS - 1, pt), Ok(()));
+    }
+
+    #[test]
+    fn invalidations_that_do_not_fit_a_descriptor_are_refused() {
+        let (mem, pages, unit) = guest();
+        let mut driver = GuestDriver::boot(&unit, mem, &pages).unwrap();
+        assert_eq!(
+            driver.invalidate(1, 0, Some(0x1000), 64, false),
+            Err(GuestError::BadMask(64))
+        );
+        assert_eq!(
+            driver.invalidate(1, 1 << 20, None, 0, false),
+            Err(GuestError::PasidOutOfRange(1 << 20))
+        );
+        assert_eq!(driver.invalidate(1, 0, Some(0x1000), 63, true), Ok(()));
     }
 }
