@@ -7,6 +7,7 @@
 //! inside the guest's register write, so the host caches are flushed before the guest
 //! can see its wait descriptor complete.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 
@@ -104,13 +105,28 @@ struct Assigned<D> {
     rid_pasid: u32,
 }
 
+/// Events kept until [`VIommu::take_events`]; older ones are dropped and counted, so a
+/// guest that invalidates without end cannot grow the VMM's memory.
+pub const MAX_EVENTS: usize = 1024;
+
+/// The events not yet taken.
+#[derive(Default)]
+struct EventLog {
+    events: VecDeque<Event>,
+    dropped: u64,
+}
+
 /// The state the observer works on.
+///
+/// Lock order: the guest unit's register lock (held around every observer call) before
+/// `devices`, `devices` before `events`. Nothing here takes the register lock while
+/// holding `devices`: lookups of guest entries and the host's ioctls take none.
 struct Core<I, D> {
     iommufd: Arc<Iommufd<I>>,
     host: VtdHwInfo,
     stage2: Stage2,
     devices: Mutex<Vec<Assigned<D>>>,
-    events: Mutex<Vec<Event>>,
+    events: Mutex<EventLog>,
     unit: OnceLock<Weak<GuestUnit>>,
     /// Moves on every invalidation and remapping change, so software IOTLBs in front of
     /// the unit (emulated devices) know to drop what they hold.
@@ -160,11 +176,12 @@ impl<I: IoctlFd + Send + Sync + 'static, D: IoctlFd + Send + Sync + 'static> VIo
             iommufd,
             host,
             devices: Mutex::new(Vec::new()),
-            events: Mutex::new(vec![built]),
+            events: Mutex::new(EventLog::default()),
             unit: OnceLock::new(),
             generation: Arc::new(AtomicU64::new(0)),
             stage2,
         });
+        core.log(built);
         let unit = Arc::new(Unit::new(config, mem)?.with_observer(core.clone()));
         let _ = core.unit.set(Arc::downgrade(&unit));
         let viommu = Self { unit, core };
@@ -179,7 +196,13 @@ impl<I: IoctlFd + Send + Sync + 'static, D: IoctlFd + Send + Sync + 'static> VIo
         self.attach_new(dev, dev_id)
     }
 
+    /// Shadow a new device and add it to the list. The device lock is held throughout,
+    /// so an invalidation the guest completes meanwhile waits and then re-shadows this
+    /// device too, instead of missing it. A guest stage 1 the host refuses leaves the
+    /// device assigned but blocked, as a later change of the entry would; a refused
+    /// attach to the parent is the VMM's setup failing, and an error.
     fn attach_new(&self, dev: NewDevice<D>, dev_id: u32) -> Result<(), VIommuError> {
+        let mut devices = lock(&self.core.devices);
         let mut assigned = Assigned {
             name: dev.name,
             guest_sid: dev.guest_sid,
@@ -189,15 +212,25 @@ impl<I: IoctlFd + Send + Sync + 'static, D: IoctlFd + Send + Sync + 'static> VIo
             rid_pasid: 0,
         };
         let target = self.core.target_for(&self.unit, &mut assigned);
-        let change = assigned
+        match assigned
             .shadow
-            .apply(&self.core.iommufd, &assigned.vfio, dev_id, target)?;
-        self.core.log(Event::Shadowed {
-            device: assigned.name.clone(),
-            target,
-            change,
-        });
-        lock(&self.core.devices).push(assigned);
+            .apply(&self.core.iommufd, &assigned.vfio, dev_id, target)
+        {
+            Ok(change) => self.core.log(Event::Shadowed {
+                device: assigned.name.clone(),
+                target,
+                change,
+            }),
+            Err(e) if matches!(target, Target::Nested { .. }) => {
+                self.core.log(Event::ShadowFailed {
+                    device: assigned.name.clone(),
+                    target,
+                    errno: e.errno(),
+                })
+            }
+            Err(e) => return Err(e.into()),
+        }
+        devices.push(assigned);
         Ok(())
     }
 
@@ -223,7 +256,12 @@ impl<I: IoctlFd + Send + Sync + 'static, D: IoctlFd + Send + Sync + 'static> VIo
 
     /// Take the events logged so far.
     pub fn take_events(&self) -> Vec<Event> {
-        std::mem::take(&mut *lock(&self.core.events))
+        lock(&self.core.events).events.drain(..).collect()
+    }
+
+    /// How many events were dropped, oldest first, because [`MAX_EVENTS`] were waiting.
+    pub fn dropped_events(&self) -> u64 {
+        lock(&self.core.events).dropped
     }
 
     /// The host attachment of the assigned device `name`.
@@ -256,7 +294,12 @@ impl<I: IoctlFd + Send + Sync + 'static, D: IoctlFd + Send + Sync + 'static> VIo
 
 impl<I: IoctlFd, D: IoctlFd> Core<I, D> {
     fn log(&self, event: Event) {
-        lock(&self.events).push(event);
+        let mut log = lock(&self.events);
+        if log.events.len() == MAX_EVENTS {
+            log.events.pop_front();
+            log.dropped += 1;
+        }
+        log.events.push_back(event);
     }
 
     /// What the guest's tables say for the device's requests without PASID.

@@ -199,3 +199,114 @@ fn a_refused_detach_is_retried_and_the_record_stays_what_the_host_has() {
         .count();
     assert_eq!(nested, 0);
 }
+
+#[test]
+fn a_device_assigned_while_the_guest_changes_its_entry_ends_up_on_the_new_entry() {
+    use std::sync::mpsc;
+    use vtd_viommu::guest::FirstStage;
+
+    let s = common::setup_with(vtd_viommu::MemoryMap::pc(16 << 20), false);
+    let mut driver = GuestDriver::boot(s.viommu.unit(), s.mem.clone(), &s.pages).unwrap();
+    driver.add_device(common::GUEST_SSD_SID).unwrap();
+    let root = driver.new_stage1(4).root();
+    let fs = FirstStage {
+        root,
+        levels: 4,
+        sre: false,
+        wpe: false,
+        eafe: false,
+    };
+    driver
+        .set_pasid(
+            common::GUEST_SSD_SID,
+            0,
+            GuestPasid::FirstStage { fs, did: DID },
+        )
+        .unwrap();
+    // The guest switches the SSD to pass-through (and invalidates) while the VMM is
+    // between reading the old entry and adding the device to its list.
+    let (go, wait) = mpsc::channel();
+    s.faults
+        .before(vtd_iommufd::ioctl::IOMMU_HWPT_ALLOC, move || {
+            go.send(()).unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        });
+    std::thread::scope(|scope| {
+        let guest = &mut driver;
+        scope.spawn(move || {
+            wait.recv().unwrap();
+            guest
+                .set_pasid(
+                    common::GUEST_SSD_SID,
+                    0,
+                    GuestPasid::PassThrough { did: DID },
+                )
+                .unwrap();
+        });
+        let ssd = vtd_viommu::NewDevice {
+            name: "ssd0".into(),
+            guest_sid: common::GUEST_SSD_SID,
+            vfio: vtd_iommufd::VfioDevice::new(common::flaky(
+                s.platform.open_vfio(1).unwrap(),
+                &s.faults,
+            )),
+        };
+        s.viommu.add_device(ssd).unwrap();
+    });
+    assert_eq!(s.viommu.attachment("ssd0"), Some(Attachment::Parent));
+}
+
+#[test]
+fn a_device_whose_guest_stage1_the_host_refuses_is_assigned_blocked() {
+    let s = setup();
+    let mut driver = GuestDriver::boot(s.viommu.unit(), s.mem.clone(), &s.pages).unwrap();
+    driver.add_device(common::GUEST_SSD_SID).unwrap();
+    let root = driver.new_stage1(4).root();
+    let fs = vtd_viommu::guest::FirstStage {
+        root,
+        levels: 4,
+        sre: false,
+        wpe: false,
+        eafe: false,
+    };
+    driver
+        .set_pasid(
+            common::GUEST_SSD_SID,
+            0,
+            GuestPasid::FirstStage { fs, did: DID },
+        )
+        .unwrap();
+    s.faults.arm(
+        vtd_iommufd::ioctl::IOMMU_HWPT_ALLOC,
+        vtd_iommufd::Errno::ENOMEM,
+    );
+    let ssd = vtd_viommu::NewDevice {
+        name: "ssd0".into(),
+        guest_sid: common::GUEST_SSD_SID,
+        vfio: vtd_iommufd::VfioDevice::new(common::flaky(
+            s.platform.open_vfio(1).unwrap(),
+            &s.faults,
+        )),
+    };
+    s.viommu.add_device(ssd).unwrap();
+    assert_eq!(s.viommu.attachment("ssd0"), Some(Attachment::Blocked));
+    assert!(s.viommu.take_events().iter().any(|e| matches!(
+        e,
+        Event::ShadowFailed { device, errno: Some(vtd_iommufd::Errno::ENOMEM), .. } if device == "ssd0"
+    )));
+}
+
+#[test]
+fn a_guest_that_invalidates_without_end_cannot_grow_the_event_log() {
+    let s = setup();
+    let mut driver = GuestDriver::boot(s.viommu.unit(), s.mem.clone(), &s.pages).unwrap();
+    guest_maps_nic(&s, &mut driver);
+    let extra = 100;
+    for _ in 0..vtd_viommu::viommu::MAX_EVENTS + extra {
+        driver.invalidate(DID, 0, Some(IOVA), 0, true).unwrap();
+    }
+    let events = s.viommu.take_events();
+    assert_eq!(events.len(), vtd_viommu::viommu::MAX_EVENTS);
+    assert!(s.viommu.dropped_events() >= extra as u64);
+    assert!(matches!(events.last(), Some(Event::Forwarded { .. })));
+}

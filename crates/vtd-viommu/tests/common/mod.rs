@@ -28,31 +28,47 @@ pub struct Setup {
     pub faults: Faults,
 }
 
-/// A one-shot failure shared by the VMM's files: the next ioctl with the armed request
-/// number fails with the armed errno.
+/// What happens at the armed ioctl.
+enum Action {
+    Fail(Errno),
+    Run(Box<dyn FnOnce() + Send>),
+}
+
+/// A one-shot action shared by the VMM's files: the next ioctl with the armed request
+/// number fails, or first runs a hook.
 #[derive(Clone, Default)]
-pub struct Faults(Arc<Mutex<Option<(u64, Errno)>>>);
+pub struct Faults(Arc<Mutex<Option<(u64, Action)>>>);
 
 impl Faults {
     /// Fail the next `request` with `errno`.
     pub fn arm(&self, request: u64, errno: Errno) {
-        *self.0.lock().unwrap() = Some((request, errno));
+        *self.0.lock().unwrap() = Some((request, Action::Fail(errno)));
     }
 
-    /// Disarm; true if the armed failure has not happened.
+    /// Run `hook` just before the next `request` goes to the kernel.
+    pub fn before(&self, request: u64, hook: impl FnOnce() + Send + 'static) {
+        *self.0.lock().unwrap() = Some((request, Action::Run(Box::new(hook))));
+    }
+
+    /// Disarm; true if the armed action has not happened.
     pub fn disarm(&self) -> bool {
         self.0.lock().unwrap().take().is_some()
     }
 
-    fn take(&self, request: u64) -> Option<Errno> {
+    fn take(&self, request: u64) -> Option<Action> {
         let mut armed = self.0.lock().unwrap();
         match *armed {
-            Some((r, e)) if r == request => {
-                *armed = None;
-                Some(e)
-            }
+            Some((r, _)) if r == request => armed.take().map(|(_, a)| a),
             _ => None,
         }
+    }
+}
+
+/// `inner` behind `faults`, as the setup's own files are.
+pub fn flaky<F>(inner: F, faults: &Faults) -> Flaky<F> {
+    Flaky {
+        inner,
+        faults: faults.clone(),
     }
 }
 
@@ -64,8 +80,10 @@ pub struct Flaky<F> {
 
 impl<F: IoctlFd> IoctlFd for Flaky<F> {
     unsafe fn ioctl(&self, request: u64, arg: *mut c_void) -> Result<i32, Errno> {
-        if let Some(e) = self.faults.take(request) {
-            return Err(e);
+        match self.faults.take(request) {
+            Some(Action::Fail(e)) => return Err(e),
+            Some(Action::Run(hook)) => hook(),
+            None => {}
         }
         // SAFETY: forwarded unchanged; the caller upholds the ioctl contract for `arg`.
         unsafe { self.inner.ioctl(request, arg) }
