@@ -27,6 +27,8 @@ pub struct DeviceIommu<M: PhysMem> {
     generation: Arc<AtomicU64>,
     seen: AtomicU64,
     iotlb: RwLock<Iotlb>,
+    /// `[first, last]` output ranges writes may not reach (ROM).
+    read_only: Vec<(u64, u64)>,
 }
 
 impl<M: PhysMem> fmt::Debug for DeviceIommu<M> {
@@ -56,7 +58,23 @@ impl<M: PhysMem> DeviceIommu<M> {
             generation,
             seen,
             iotlb: RwLock::new(Iotlb::new()),
+            read_only: Vec::new(),
         }
+    }
+
+    /// The same, refusing writes whose translation lands in any of the `[first, last]`
+    /// output ranges: the guest's read-only memory, which the unit (first stage only)
+    /// does not know of. [`crate::VIommu::device_iommu`] passes the memory map's ROM.
+    pub fn with_read_only(mut self, ranges: impl IntoIterator<Item = (u64, u64)>) -> Self {
+        self.read_only.extend(ranges);
+        self
+    }
+
+    fn read_only(&self, page: u64) -> bool {
+        let last = page | (PAGE - 1);
+        self.read_only
+            .iter()
+            .any(|&(first, end)| page <= end && first <= last)
     }
 
     fn read_iotlb(&self) -> RwLockReadGuard<'_, Iotlb> {
@@ -81,6 +99,13 @@ impl<M: PhysMem> DeviceIommu<M> {
         };
         let start = range.base.0 & !(PAGE - 1);
         let end = range.base.0.saturating_add(range.length as u64);
+        let cannot = |page: u64, reason: String| IommuError::CannotResolve {
+            iova_range: IovaRange {
+                base: GuestAddress(page),
+                length: PAGE as usize,
+            },
+            reason,
+        };
         let mut page = start;
         while page < end {
             let mut req = Request::new(self.sid, page, model_access);
@@ -90,13 +115,11 @@ impl<M: PhysMem> DeviceIommu<M> {
             let t = self
                 .unit
                 .translate(&req)
-                .map_err(|fault| IommuError::CannotResolve {
-                    iova_range: IovaRange {
-                        base: GuestAddress(page),
-                        length: PAGE as usize,
-                    },
-                    reason: fault.to_string(),
-                })?;
+                .map_err(|fault| cannot(page, fault.to_string()))?;
+            let out = t.hpa & !(PAGE - 1);
+            if model_access == Access::Write && self.read_only(out) {
+                return Err(cannot(page, format!("{out:#x} is read-only guest memory")));
+            }
             let mut granted = Permissions::Read;
             if model_access == Access::Write {
                 granted = if t.perms.contains(Perms::READ) {
@@ -108,11 +131,15 @@ impl<M: PhysMem> DeviceIommu<M> {
             let mut tlb = self.iotlb.write().unwrap_or_else(|e| e.into_inner());
             tlb.set_mapping(
                 GuestAddress(page),
-                GuestAddress(t.hpa & !(PAGE - 1)),
+                GuestAddress(out),
                 PAGE as usize,
                 granted,
             )?;
-            page += PAGE;
+            // The last page of the address space ends the range.
+            let Some(next) = page.checked_add(PAGE) else {
+                break;
+            };
+            page = next;
         }
         Ok(())
     }

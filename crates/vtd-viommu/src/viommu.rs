@@ -17,7 +17,8 @@ use vtd_model::invalidation::Invalidation;
 use vtd_model::{PasidLookup, Unit, UnitObserver};
 
 use crate::config::{HostUnsupported, guest_unit_config};
-use crate::memory::GuestMemory;
+use crate::emulated::DeviceIommu;
+use crate::memory::{GuestMemory, RegionKind};
 use crate::shadow::{Attachment, BlockReason, Change, Shadow, Target};
 use crate::stage2::{Stage2, Stage2Error, Stage2Plan, Stage2Policy};
 
@@ -276,6 +277,21 @@ impl<I: IoctlFd + Send + Sync + 'static, D: IoctlFd + Send + Sync + 'static> VIo
     /// [`crate::emulated::DeviceIommu`]).
     pub fn generation(&self) -> Arc<AtomicU64> {
         self.core.generation.clone()
+    }
+
+    /// The vIOMMU as the emulated device `sid` (requests with `pasid` if given) sees it,
+    /// with the memory map's ROM read-only to its DMA.
+    pub fn device_iommu(&self, sid: u16, pasid: Option<u32>) -> DeviceIommu<Arc<GuestMemory>> {
+        let rom = self
+            .unit
+            .mem()
+            .map()
+            .regions()
+            .iter()
+            .filter(|r| r.kind == RegionKind::Rom)
+            .map(|r| (r.gpa, r.last()))
+            .collect::<Vec<_>>();
+        DeviceIommu::new(self.unit.clone(), sid, pasid, self.generation()).with_read_only(rom)
     }
 
     /// Report a fault the host saw for the assigned device `name` into the guest's fault

@@ -23,13 +23,12 @@ const GPA: u64 = 0x30_0000;
 type Dma = IommuMemory<GuestMemoryMmap, DeviceIommu<Arc<GuestMemory>>>;
 
 fn device_memory(s: &Setup) -> Dma {
-    let iommu = DeviceIommu::new(
-        s.viommu.unit().clone(),
-        EMU_SID,
-        None,
-        s.viommu.generation(),
-    );
-    IommuMemory::new(s.mem.mmap().clone(), iommu, true, ())
+    IommuMemory::new(
+        s.mem.mmap().clone(),
+        s.viommu.device_iommu(EMU_SID, None),
+        true,
+        (),
+    )
 }
 
 /// The guest maps `IOVA → GPA` for the emulated device with a first-stage entry.
@@ -127,4 +126,37 @@ fn pass_through_entry_gives_guest_physical_addresses() {
     s.mem.write(GPA, &[9]).unwrap();
     let dma = device_memory(&s);
     assert_eq!(dma.read_obj::<u8>(GuestAddress(GPA)).unwrap(), 9);
+}
+
+#[test]
+fn device_model_reads_the_vbios_but_its_writes_to_it_are_refused() {
+    let s = setup();
+    s.mem.write(0xC_0000, &[0x55; 8]).unwrap();
+    let mut driver = GuestDriver::boot(s.viommu.unit(), s.mem.clone(), &s.pages).unwrap();
+    let root = guest_maps_device(&s, &mut driver);
+    driver
+        .map(
+            root,
+            4,
+            IOVA + 0x1000,
+            0xC_0000,
+            PageSize::Size4K,
+            Leaf::read_write(),
+        )
+        .unwrap();
+    driver.invalidate(EMU_DID, 0, None, 0, false).unwrap();
+    let dma = device_memory(&s);
+    assert_eq!(
+        dma.read_obj::<u8>(GuestAddress(IOVA + 0x1000)).unwrap(),
+        0x55
+    );
+    assert!(dma.write_obj(0xAAu8, GuestAddress(IOVA + 0x1000)).is_err());
+    // A write spanning RAM and the ROM is refused too.
+    assert!(
+        dma.write_slice(&[0xAA; 8], GuestAddress(IOVA + 0xFFC))
+            .is_err()
+    );
+    let mut rom = [0u8; 8];
+    s.mem.read(0xC_0000, &mut rom).unwrap();
+    assert_eq!(rom, [0x55; 8]);
 }

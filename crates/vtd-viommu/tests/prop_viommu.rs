@@ -561,6 +561,13 @@ enum Garbage {
         write: bool,
         seed: u8,
     },
+    /// An emulated device with the NIC's source id does DMA through the guest-facing
+    /// unit (which sets A/D bits wherever the guest's tables are).
+    EmulatedDma {
+        iova: u64,
+        write: bool,
+        seed: u8,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -777,8 +784,10 @@ fn garbage() -> impl Strategy<Value = Garbage> {
         }),
         4 => prop::collection::vec(descriptor(), 1..4).prop_map(Garbage::Queue),
         2 => spec.prop_map(Garbage::Sane),
-        3 => (dma_iova, any::<bool>(), any::<u8>())
+        3 => (dma_iova.clone(), any::<bool>(), any::<u8>())
             .prop_map(|(iova, write, seed)| Garbage::Dma { iova, write, seed }),
+        2 => (dma_iova, any::<bool>(), any::<u8>())
+            .prop_map(|(iova, write, seed)| Garbage::EmulatedDma { iova, write, seed }),
     ]
 }
 
@@ -868,6 +877,12 @@ fn guest_garbage_is_contained(
         .unwrap();
     let t = guest_tables(&s, &driver);
     let unit = s.viommu.unit();
+    let emulated = vm_memory::IommuMemory::new(
+        s.mem.mmap().clone(),
+        s.viommu.device_iommu(GUEST_SID, None),
+        true,
+        (),
+    );
     for op in &ops {
         let invalidate = match op {
             Garbage::PasidEntry(words, inv) => {
@@ -922,6 +937,16 @@ fn guest_garbage_is_contained(
             }
             Garbage::Dma { iova, write, seed } => {
                 dma(&s, NIC, *iova, 16, *write, *seed)?;
+                false
+            }
+            Garbage::EmulatedDma { iova, write, seed } => {
+                use vm_memory::{Bytes, GuestAddress};
+                let at = GuestAddress(*iova);
+                if *write {
+                    let _ = emulated.write_slice(&[*seed; 16], at);
+                } else {
+                    let _ = emulated.read_slice(&mut [0; 16], at);
+                }
                 false
             }
         };
