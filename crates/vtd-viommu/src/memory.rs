@@ -58,14 +58,15 @@ impl Region {
         }
     }
 
-    /// Last guest-physical address.
+    /// Last guest-physical address (saturating for a region [`MemoryMap::new`] would
+    /// refuse).
     pub fn last(&self) -> u64 {
-        self.gpa + self.size - 1
+        self.gpa.saturating_add(self.size.saturating_sub(1))
     }
 
     /// `gpa` is inside the region.
     pub fn contains(&self, gpa: u64) -> bool {
-        gpa >= self.gpa && gpa <= self.last()
+        gpa >= self.gpa && gpa - self.gpa < self.size
     }
 }
 
@@ -133,15 +134,22 @@ impl MemoryMap {
     }
 
     /// A small PC-like map: low RAM, a 64 KiB vBIOS at 0xC0000, and RAM from 1 MiB up to
-    /// `ram_top` (at least 2 MiB).
+    /// `ram_top` (at least 2 MiB, at most 2^48), leaving out the 32-bit PCI hole
+    /// [3 GiB, 4 GiB) that holds the interrupt window: RAM across it would be kept out of
+    /// stage 2 whole.
     pub fn pc(ram_top: u64) -> Self {
-        let top = ram_top.max(2 << 20).next_multiple_of(PAGE);
-        Self::new(vec![
+        const HOLE: u64 = 0xC000_0000;
+        const HIGH: u64 = 1 << 32;
+        let top = ram_top.clamp(2 << 20, 1 << 48).next_multiple_of(PAGE);
+        let mut regions = vec![
             Region::new("ram-low", 0, 0xC_0000, RegionKind::Ram),
             Region::new("vbios", 0xC_0000, 0x1_0000, RegionKind::Rom),
-            Region::new("ram", 0x10_0000, top - 0x10_0000, RegionKind::Ram),
-        ])
-        .expect("the built-in PC map is valid")
+            Region::new("ram", 0x10_0000, top.min(HOLE) - 0x10_0000, RegionKind::Ram),
+        ];
+        if top > HIGH {
+            regions.push(Region::new("ram-high", HIGH, top - HIGH, RegionKind::Ram));
+        }
+        Self::new(regions).expect("the built-in PC map is valid")
     }
 
     /// The regions, lowest first.
@@ -333,6 +341,42 @@ mod tests {
     fn unaligned_region_is_refused() {
         let r = MemoryMap::new(vec![Region::new("a", 0x10, 0x1000, RegionKind::Ram)]);
         assert!(matches!(r, Err(MemoryMapError::Unaligned { .. })));
+    }
+
+    #[test]
+    fn a_large_pc_map_leaves_the_pci_hole_and_its_interrupt_window_out() {
+        let map = MemoryMap::pc(8 << 30);
+        let window = vtd_spec::addr::INTERRUPT_RANGE_BASE;
+        assert_eq!(map.region_at(window), None);
+        assert_eq!(
+            map.region_at(0xBFFF_F000).map(|r| r.kind),
+            Some(RegionKind::Ram)
+        );
+        assert_eq!(
+            map.region_at((8 << 30) - 1).map(|r| r.name.as_str()),
+            Some("ram-high")
+        );
+        assert_eq!(map.region_at(8 << 30), None);
+        // Between the hole and 4 GiB nothing is added; any top is fine.
+        assert_eq!(MemoryMap::pc(0xF000_0000).regions().len(), 3);
+        assert_eq!(
+            MemoryMap::pc(u64::MAX).regions().last().unwrap().last(),
+            (1 << 48) - 1
+        );
+    }
+
+    #[test]
+    fn region_bounds_do_not_overflow_at_the_top_of_the_space() {
+        let top = Region::new("top", u64::MAX - 0xFFF, 0x1000, RegionKind::Ram);
+        assert_eq!(top.last(), u64::MAX);
+        assert!(top.contains(u64::MAX) && !top.contains(u64::MAX - 0x1000));
+        let bad = Region::new("bad", u64::MAX - 0xFFF, 0x2000, RegionKind::Ram);
+        assert_eq!(bad.last(), u64::MAX);
+        assert!(!bad.contains(0));
+        assert_eq!(
+            MemoryMap::new(vec![bad]),
+            Err(MemoryMapError::Overflow("bad".into()))
+        );
     }
 
     #[test]

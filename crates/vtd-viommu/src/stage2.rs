@@ -225,6 +225,21 @@ mod tests {
     }
 
     #[test]
+    fn a_large_pc_map_keeps_all_its_ram_in_stage2() {
+        let mem = GuestMemory::new(MemoryMap::pc(5 << 30)).unwrap();
+        let policy = Stage2Policy {
+            nest_parent: true,
+            erratum_772415: true,
+            dirty_tracking: false,
+        };
+        let plan = Stage2Plan::new(&mem, policy);
+        assert!(
+            plan.skipped()
+                .all(|(_, why)| why == SkipReason::ReadOnlyUnderErratum)
+        );
+    }
+
+    #[test]
     fn plain_stage2_maps_the_vbios_read_only() {
         let policy = Stage2Policy {
             nest_parent: false,
