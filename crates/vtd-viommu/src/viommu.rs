@@ -308,6 +308,27 @@ impl<I: IoctlFd + Send + Sync + 'static, D: IoctlFd + Send + Sync + 'static> VIo
     }
 }
 
+impl<I: IoctlFd + Send + Sync + 'static, D: IoctlFd + Send + Sync + 'static> Drop for VIommu<I, D> {
+    /// Release the host side in dependency order: each device detached and its nested
+    /// HWPT destroyed, then the nest parent and its IOAS. The guest-facing unit may
+    /// outlive this (emulated devices hold it); with no devices left, its observer has
+    /// nothing to shadow or forward.
+    fn drop(&mut self) {
+        let devices = std::mem::take(&mut *lock(&self.core.devices));
+        let iommufd = &self.core.iommufd;
+        for dev in devices {
+            if dev.shadow.attachment != Attachment::Blocked {
+                let _ = dev.vfio.detach_pt();
+            }
+            if let Attachment::Nested { hwpt, .. } = dev.shadow.attachment {
+                let _ = iommufd.destroy(hwpt);
+            }
+        }
+        let _ = iommufd.destroy(self.core.stage2.hwpt);
+        let _ = iommufd.destroy(self.core.stage2.ioas);
+    }
+}
+
 impl<I: IoctlFd, D: IoctlFd> Core<I, D> {
     fn log(&self, event: Event) {
         let mut log = lock(&self.events);

@@ -310,3 +310,31 @@ fn a_guest_that_invalidates_without_end_cannot_grow_the_event_log() {
     assert!(s.viommu.dropped_events() >= extra as u64);
     assert!(matches!(events.last(), Some(Event::Forwarded { .. })));
 }
+
+#[test]
+fn dropping_the_viommu_releases_its_host_objects() {
+    let s = setup();
+    {
+        let mut driver = GuestDriver::boot(s.viommu.unit(), s.mem.clone(), &s.pages).unwrap();
+        guest_maps_nic(&s, &mut driver);
+    }
+    let iommufd = s.viommu.iommufd().clone();
+    let (ioas, parent) = (s.viommu.stage2().ioas, s.viommu.stage2().hwpt);
+    let unit = s.viommu.unit().clone();
+    let common::Setup {
+        platform, viommu, ..
+    } = s;
+    drop(viommu);
+    for id in [ioas, parent] {
+        let gone = iommufd.destroy(id).err().and_then(|e| e.errno());
+        assert_eq!(gone, Some(vtd_iommufd::Errno::ENOENT));
+    }
+    let nested = (1..=16)
+        .filter(|&id| iommufd.hwpt_invalidate(id, &[]).is_ok())
+        .count();
+    assert_eq!(nested, 0);
+    let mut buf = [0u8; 4];
+    assert!(platform.dma_read(0, None, IOVA, &mut buf).is_err());
+    // The guest keeps driving its unit: nothing is left to shadow, nothing breaks.
+    unit.mmio_write(vtd_spec::regs::offset::GCMD, 4, 0).unwrap();
+}
