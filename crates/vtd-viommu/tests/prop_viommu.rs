@@ -515,7 +515,7 @@ fn dma_stays_in_guest_ram(
 }
 
 proptest! {
-    #![proptest_config(config(48))]
+    #![proptest_config(config(64))]
 
     /// (a) Every successful DMA lands in guest RAM at the GPA both stages say; ROM,
     /// holes, the interrupt window and unmapped GPAs fault; no ROM byte changes.
@@ -783,8 +783,8 @@ fn garbage() -> impl Strategy<Value = Garbage> {
             size
         }),
         4 => prop::collection::vec(descriptor(), 1..4).prop_map(Garbage::Queue),
-        2 => spec.prop_map(Garbage::Sane),
-        3 => (dma_iova.clone(), any::<bool>(), any::<u8>())
+        3 => spec.prop_map(Garbage::Sane),
+        4 => (dma_iova.clone(), any::<bool>(), any::<u8>())
             .prop_map(|(iova, write, seed)| Garbage::Dma { iova, write, seed }),
         2 => (dma_iova, any::<bool>(), any::<u8>())
             .prop_map(|(iova, write, seed)| Garbage::EmulatedDma { iova, write, seed }),
@@ -972,14 +972,14 @@ fn guest_garbage_is_contained(
 }
 
 proptest! {
-    #![proptest_config(config(48))]
+    #![proptest_config(config(64))]
 
     /// (b) Random table contents, register accesses and descriptors from the guest never
     /// panic the VMM; the host attachment is always what the VMM recorded; DMA stays in
     /// guest RAM and no ROM byte changes.
     #[test]
     fn guest_garbage_never_panics_or_escapes(
-        ops in prop::collection::vec(garbage(), 1..32),
+        ops in prop::collection::vec(garbage(), 1..40),
         probes in prop::collection::vec(
             (prop_oneof![
                 prop::sample::select(anchors()),
@@ -1226,7 +1226,7 @@ fn shadowing_converges(steps: Vec<(Option<(u64, Errno)>, Step)>) -> Result<(), T
 }
 
 proptest! {
-    #![proptest_config(config(48))]
+    #![proptest_config(config(64))]
 
     /// (c) After every PASID-entry change followed by its invalidation, each device's host
     /// attachment is what the guest's entry says now, and exactly the nested HWPTs in use
@@ -1491,7 +1491,7 @@ fn forwarding_is_complete(did: u16, remaps: Vec<Remap>) -> Result<(), TestCaseEr
 }
 
 proptest! {
-    #![proptest_config(config(48))]
+    #![proptest_config(config(64))]
 
     /// (d) After the guest changes a stage-1 leaf and issues an invalidation that covers
     /// it (PASID-based page or PASID, IOTLB page, domain or global) and waits, both
