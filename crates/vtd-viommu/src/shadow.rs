@@ -22,7 +22,7 @@ pub enum BlockReason {
     UnsupportedPgtt(Pgtt),
     /// The guest's first-stage paging mode is reserved or not offered.
     BadPagingMode,
-    /// The host refused the nested HWPT or the attach.
+    /// The host refused the nested HWPT, the attach, or a flush of it.
     HostRefused(Errno),
     /// The guest's root table is not in scalable mode; this vIOMMU shadows only scalable
     /// mode.
@@ -221,7 +221,12 @@ impl Shadow {
     }
 
     /// Detach the device: the fallback when the host refuses what the guest asked for.
-    fn block<I: IoctlFd, D: IoctlFd>(&mut self, iommufd: &Iommufd<I>, dev: &VfioDevice<D>) {
+    /// If the host refuses the detach too, the attachment stays what it was.
+    pub(crate) fn block<I: IoctlFd, D: IoctlFd>(
+        &mut self,
+        iommufd: &Iommufd<I>,
+        dev: &VfioDevice<D>,
+    ) {
         if self.attachment == Attachment::Blocked || dev.detach_pt().is_err() {
             return;
         }

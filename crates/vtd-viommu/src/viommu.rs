@@ -382,10 +382,14 @@ impl<I: IoctlFd, D: IoctlFd> Core<I, D> {
     }
 
     /// Send `entries` to the nested HWPT of every device the guest's (`did`, `pasid`)
-    /// invalidation covers (`pasid` `None`: every PASID of the domain).
+    /// invalidation covers (`pasid` `None`: every PASID of the domain). The guest sees its
+    /// invalidation complete once this returns, so a device whose HWPT the host would not
+    /// flush, not even whole, is blocked: the host may still hold what the guest dropped.
+    /// The next re-shadow gives it a fresh HWPT.
     fn forward(&self, did: Option<u16>, pasid: Option<u32>, entries: &[VtdS1Invalidate]) {
-        let devices = lock(&self.devices);
-        for dev in devices.iter() {
+        let all = [VtdS1Invalidate::all()];
+        let mut devices = lock(&self.devices);
+        for dev in devices.iter_mut() {
             let Attachment::Nested {
                 hwpt, did: dev_did, ..
             } = dev.shadow.attachment
@@ -395,17 +399,42 @@ impl<I: IoctlFd, D: IoctlFd> Core<I, D> {
             if did.is_some_and(|d| d != dev_did) || pasid.is_some_and(|p| p != dev.rid_pasid) {
                 continue;
             }
-            let result = self
-                .iommufd
-                .hwpt_invalidate(hwpt, entries)
-                .map_err(|e| e.errno().unwrap_or(Errno::EIO));
-            self.log(Event::Forwarded {
-                device: dev.name.clone(),
-                hwpt,
-                entries: entries.to_vec(),
-                result,
-            });
+            let mut result = self.invalidate(dev, hwpt, entries);
+            if result.is_err() && entries != all {
+                result = self.invalidate(dev, hwpt, &all);
+            }
+            let Err(errno) = result else {
+                continue;
+            };
+            dev.shadow.block(&self.iommufd, &dev.vfio);
+            if dev.shadow.attachment == Attachment::Blocked {
+                self.log(Event::Shadowed {
+                    device: dev.name.clone(),
+                    target: Target::Blocked(BlockReason::HostRefused(errno)),
+                    change: Change::ToBlocked,
+                });
+            }
         }
+    }
+
+    /// One `IOMMU_HWPT_INVALIDATE`, logged.
+    fn invalidate(
+        &self,
+        dev: &Assigned<D>,
+        hwpt: u32,
+        entries: &[VtdS1Invalidate],
+    ) -> Result<u32, Errno> {
+        let result = self
+            .iommufd
+            .hwpt_invalidate(hwpt, entries)
+            .map_err(|e| e.errno().unwrap_or(Errno::EIO));
+        self.log(Event::Forwarded {
+            device: dev.name.clone(),
+            hwpt,
+            entries: entries.to_vec(),
+            result,
+        });
+        result
     }
 }
 

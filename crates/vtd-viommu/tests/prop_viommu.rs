@@ -1285,6 +1285,8 @@ struct Remap {
     inv: Inv,
     /// Also check a write after the invalidation.
     write: bool,
+    /// How many IOMMU_HWPT_INVALIDATE calls the host refuses during the invalidation.
+    host_fails: u32,
 }
 
 fn remap() -> impl Strategy<Value = Remap> {
@@ -1301,22 +1303,29 @@ fn remap() -> impl Strategy<Value = Remap> {
             .prop_map(|(am, junk, ih)| Inv::Page { am, junk, ih }),
         1 => Just(Inv::Global),
     ];
+    let host_fails = prop_oneof![8 => Just(0u32), 1 => Just(1u32), 1 => Just(2u32)];
     (
-        0u64..8,
-        change,
-        any::<bool>(),
-        any::<bool>(),
-        inv,
-        any::<bool>(),
-    )
-        .prop_map(|(slot, change, warm, peek, inv, write)| Remap {
-            slot,
+        (
+            0u64..8,
             change,
-            warm,
-            peek,
+            any::<bool>(),
+            any::<bool>(),
             inv,
-            write,
-        })
+            any::<bool>(),
+        ),
+        host_fails,
+    )
+        .prop_map(
+            |((slot, change, warm, peek, inv, write), host_fails)| Remap {
+                slot,
+                change,
+                warm,
+                peek,
+                inv,
+                write,
+                host_fails,
+            },
+        )
 }
 
 fn invalidation(inv: &Inv, did: u16, iova: u64) -> RawDescriptor {
@@ -1356,9 +1365,14 @@ fn invalidation(inv: &Inv, did: u16, iova: u64) -> RawDescriptor {
 }
 
 /// Each device got the guest's invalidation as entries a real kernel takes (4 KiB aligned,
-/// "everything" only from address 0, no range past 2^64) that cover what the guest's
-/// unit invalidated, and the host processed them all.
-fn check_forwarded(inv: &Inv, desc: RawDescriptor, events: &[Event]) -> Result<(), TestCaseError> {
+/// "everything" only from address 0, no range past 2^64), and either the host processed
+/// entries covering what the guest's unit invalidated, or the device was blocked because
+/// the host refused. Returns the blocked devices.
+fn check_forwarded(
+    inv: &Inv,
+    desc: RawDescriptor,
+    events: &[Event],
+) -> Result<Vec<&'static str>, TestCaseError> {
     let covered = match *inv {
         Inv::PasidPage { .. } => {
             let d = PasidIotlbInvDesc::from_bits(desc.lo);
@@ -1366,29 +1380,22 @@ fn check_forwarded(inv: &Inv, desc: RawDescriptor, events: &[Event]) -> Result<(
         }
         _ => (0, u64::MAX),
     };
+    let mut blocked = Vec::new();
     for device in ["nic0", "ssd0"] {
-        let mut sent = events.iter().filter_map(|e| match e {
-            Event::Forwarded {
-                device: d,
-                entries,
-                result,
-                ..
-            } if d == device => Some((entries, result)),
-            _ => None,
-        });
-        let Some((entries, result)) = sent.next() else {
-            return Err(TestCaseError::fail(format!(
-                "{inv:?} not forwarded to {device}"
-            )));
-        };
-        prop_assert_eq!(
-            *result,
-            Ok(entries.len() as u32),
-            "{}: {:?}",
-            device,
-            entries
-        );
-        for e in entries.iter() {
+        let sent: Vec<_> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Forwarded {
+                    device: d,
+                    entries,
+                    result,
+                    ..
+                } if d == device => Some((entries, result)),
+                _ => None,
+            })
+            .collect();
+        prop_assert!(!sent.is_empty(), "{:?} not forwarded to {}", inv, device);
+        for e in sent.iter().flat_map(|(entries, _)| entries.iter()) {
             let end = e.addr as u128 + e.npages as u128 * 4096;
             prop_assert!(
                 e.addr % 4096 == 0
@@ -1399,21 +1406,34 @@ fn check_forwarded(inv: &Inv, desc: RawDescriptor, events: &[Event]) -> Result<(
                 e
             );
         }
-        let covers = entries.iter().any(|e| {
-            e.npages == u64::MAX
-                || (e.addr <= covered.0
-                    && e.addr as u128 + e.npages as u128 * 4096 > covered.1 as u128)
+        let covers = sent.iter().any(|(entries, result)| {
+            **result == Ok(entries.len() as u32)
+                && entries.iter().any(|e| {
+                    e.npages == u64::MAX
+                        || (e.addr <= covered.0
+                            && e.addr as u128 + e.npages as u128 * 4096 > covered.1 as u128)
+                })
+        });
+        let refused = events.iter().any(|e| {
+            matches!(e, Event::Shadowed {
+                device: d,
+                target: Target::Blocked(BlockReason::HostRefused(_)),
+                change: vtd_viommu::shadow::Change::ToBlocked,
+            } if d == device)
         });
         prop_assert!(
-            covers,
-            "{}: {:?} does not cover {:#x?} of {:?}",
+            covers || refused,
+            "{}: {:?} neither covers {:#x?} of {:?} nor blocked the device",
             device,
-            entries,
+            sent,
             covered,
             inv
         );
+        if refused {
+            blocked.push(device);
+        }
     }
-    Ok(())
+    Ok(blocked)
 }
 
 fn forwarding_is_complete(did: u16, remaps: Vec<Remap>) -> Result<(), TestCaseError> {
@@ -1468,22 +1488,45 @@ fn forwarding_is_complete(did: u16, remaps: Vec<Remap>) -> Result<(), TestCaseEr
         }
         let _ = s.viommu.take_events();
         let desc = invalidation(&r.inv, did, iova);
+        if r.host_fails > 0 {
+            let request = vtd_iommufd::ioctl::IOMMU_HWPT_INVALIDATE;
+            s.faults.arm_times(request, Errno::EINVAL, r.host_fails);
+        }
         driver.submit(&[desc]).unwrap();
-        check_forwarded(&r.inv, desc, &s.viommu.take_events())?;
+        s.faults.disarm();
+        let blocked = check_forwarded(&r.inv, desc, &s.viommu.take_events())?;
         let s1 = guest_s1(&s.mem, root, 4, iova);
-        for dev in [NIC, SSD] {
+        for (dev, name) in [(NIC, "nic0"), (SSD, "ssd0")] {
+            // A device whose HWPT the host would not flush is blocked, never stale.
+            let fresh = |want: Option<u64>| if blocked.contains(&name) { None } else { want };
             let got = dma(&s, dev, iova, 16, false, 0)?;
             prop_assert_eq!(
                 got,
-                expected(&s, s1, false),
-                "read after {:?} on device {}",
+                fresh(expected(&s, s1, false)),
+                "read after {:?} on {}",
                 r,
-                dev
+                name
             );
             if r.write {
                 let got = dma(&s, dev, iova + 64, 16, true, r.slot as u8)?;
-                let want = expected(&s, s1, true).map(|g| g + 64);
-                prop_assert_eq!(got, want, "write after {:?} on device {}", r, dev);
+                let want = fresh(expected(&s, s1, true).map(|g| g + 64));
+                prop_assert_eq!(got, want, "write after {:?} on {}", r, name);
+            }
+        }
+        if !blocked.is_empty() {
+            // The guest's next PASID-cache invalidation gives the device a fresh HWPT.
+            let fs = first_stage(root, 4);
+            driver
+                .set_pasid(GUEST_SID, 0, GuestPasid::FirstStage { fs, did })
+                .unwrap();
+            for name in ["nic0", "ssd0"] {
+                let attached = s.viommu.attachment(name);
+                prop_assert!(
+                    matches!(attached, Some(Attachment::Nested { .. })),
+                    "{} stays {:?}",
+                    name,
+                    attached
+                );
             }
         }
     }

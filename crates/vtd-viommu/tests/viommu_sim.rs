@@ -338,3 +338,45 @@ fn dropping_the_viommu_releases_its_host_objects() {
     // The guest keeps driving its unit: nothing is left to shadow, nothing breaks.
     unit.mmio_write(vtd_spec::regs::offset::GCMD, 4, 0).unwrap();
 }
+
+#[test]
+fn a_refused_flush_is_retried_whole_and_then_blocks_rather_than_serving_stale_dma() {
+    let s = setup();
+    let mut driver = GuestDriver::boot(s.viommu.unit(), s.mem.clone(), &s.pages).unwrap();
+    let root = guest_maps_nic(&s, &mut driver);
+    s.mem.write(GPA, &[1; 8]).unwrap();
+    s.mem.write(GPA + 0x1000, &[2; 8]).unwrap();
+    s.mem.write(GPA + 0x2000, &[3; 8]).unwrap();
+    let remap = |driver: &GuestDriver<'_, _>, gpa| {
+        let leaf = Leaf::read_write();
+        driver
+            .map(root, 4, IOVA, gpa, PageSize::Size4K, leaf)
+            .unwrap();
+    };
+    let invalidate = vtd_iommufd::ioctl::IOMMU_HWPT_INVALIDATE;
+    assert_eq!(dma_read(&s, IOVA, 8).unwrap(), vec![1; 8]);
+    // The range is refused; the whole flush that follows goes through.
+    remap(&driver, GPA + 0x1000);
+    s.faults.arm(invalidate, vtd_iommufd::Errno::EINVAL);
+    driver.invalidate(DID, 0, Some(IOVA), 0, true).unwrap();
+    assert_eq!(dma_read(&s, IOVA, 8).unwrap(), vec![2; 8]);
+    // Both are refused: the device is blocked until the guest's next PASID-cache
+    // invalidation gives it a fresh HWPT.
+    remap(&driver, GPA + 0x2000);
+    s.faults
+        .arm_times(invalidate, vtd_iommufd::Errno::EINVAL, 2);
+    driver.invalidate(DID, 0, Some(IOVA), 0, true).unwrap();
+    assert_eq!(s.viommu.attachment("nic0"), Some(Attachment::Blocked));
+    assert!(matches!(dma_read(&s, IOVA, 8), Err(DmaError::Fault(_))));
+    let fs = vtd_viommu::guest::FirstStage {
+        root,
+        levels: 4,
+        sre: false,
+        wpe: false,
+        eafe: false,
+    };
+    driver
+        .set_pasid(GUEST_SID, 0, GuestPasid::FirstStage { fs, did: DID })
+        .unwrap();
+    assert_eq!(dma_read(&s, IOVA, 8).unwrap(), vec![3; 8]);
+}

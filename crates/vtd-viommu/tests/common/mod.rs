@@ -30,19 +30,26 @@ pub struct Setup {
 
 /// What happens at the armed ioctl.
 enum Action {
-    Fail(Errno),
+    /// Fail it, and this many more after it.
+    Fail(Errno, u32),
     Run(Box<dyn FnOnce() + Send>),
 }
 
-/// A one-shot action shared by the VMM's files: the next ioctl with the armed request
-/// number fails, or first runs a hook.
+/// An action shared by the VMM's files: the next ioctls with the armed request number
+/// fail, or the next one first runs a hook.
 #[derive(Clone, Default)]
 pub struct Faults(Arc<Mutex<Option<(u64, Action)>>>);
 
 impl Faults {
     /// Fail the next `request` with `errno`.
     pub fn arm(&self, request: u64, errno: Errno) {
-        *self.0.lock().unwrap() = Some((request, Action::Fail(errno)));
+        self.arm_times(request, errno, 1);
+    }
+
+    /// Fail the next `times` (at least one) `request`s with `errno`.
+    pub fn arm_times(&self, request: u64, errno: Errno, times: u32) {
+        let action = Action::Fail(errno, times.max(1) - 1);
+        *self.0.lock().unwrap() = Some((request, action));
     }
 
     /// Run `hook` just before the next `request` goes to the kernel.
@@ -50,15 +57,24 @@ impl Faults {
         *self.0.lock().unwrap() = Some((request, Action::Run(Box::new(hook))));
     }
 
-    /// Disarm; true if the armed action has not happened.
+    /// Disarm; true if an armed action had not happened (in full).
     pub fn disarm(&self) -> bool {
         self.0.lock().unwrap().take().is_some()
     }
 
     fn take(&self, request: u64) -> Option<Action> {
         let mut armed = self.0.lock().unwrap();
-        match *armed {
-            Some((r, _)) if r == request => armed.take().map(|(_, a)| a),
+        match &mut *armed {
+            Some((r, Action::Fail(e, more))) if *r == request => {
+                let e = *e;
+                if *more == 0 {
+                    *armed = None;
+                } else {
+                    *more -= 1;
+                }
+                Some(Action::Fail(e, 0))
+            }
+            Some((r, Action::Run(_))) if *r == request => armed.take().map(|(_, a)| a),
             _ => None,
         }
     }
@@ -81,7 +97,7 @@ pub struct Flaky<F> {
 impl<F: IoctlFd> IoctlFd for Flaky<F> {
     unsafe fn ioctl(&self, request: u64, arg: *mut c_void) -> Result<i32, Errno> {
         match self.faults.take(request) {
-            Some(Action::Fail(e)) => return Err(e),
+            Some(Action::Fail(e, _)) => return Err(e),
             Some(Action::Run(hook)) => hook(),
             None => {}
         }
