@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use vtd_iommufd::{Errno, IoctlFd, Iommufd, VfioDevice, VtdS1};
+use vtd_iommufd::{Errno, IoctlFd, Iommufd, VfioDevice, VtdS1, VtdS1Invalidate};
 use vtd_spec::fault::FaultReason;
 use vtd_spec::pasid::{PasidEntry, Pgtt};
 
@@ -119,7 +119,7 @@ pub enum Change {
         /// The new HWPT.
         hwpt: u32,
     },
-    /// Only the guest domain id changed; the HWPT stays.
+    /// Only the guest domain id changed; the HWPT stays, flushed whole.
     DidChanged,
     /// Detached: DMA is blocked.
     ToBlocked,
@@ -169,8 +169,16 @@ impl Shadow {
                 if did == cur_did {
                     return Ok(Change::None);
                 }
-                self.attachment = Attachment::Nested { hwpt, s1, did };
-                return Ok(Change::DidChanged);
+                // The HWPT may hold what the device cached under the old domain, which the
+                // guest's flushes of that domain no longer reach and hardware would never
+                // serve to the new one: flush it whole, or start a fresh HWPT below.
+                if iommufd
+                    .hwpt_invalidate(hwpt, &[VtdS1Invalidate::all()])
+                    .is_ok()
+                {
+                    self.attachment = Attachment::Nested { hwpt, s1, did };
+                    return Ok(Change::DidChanged);
+                }
             }
             _ => {}
         }

@@ -1271,6 +1271,11 @@ enum Inv {
         ih: bool,
     },
     Global,
+    /// The guest moves both devices' entries to domain `to` with the same stage 1 (and
+    /// invalidates the PASID cache for each), then flushes the old domain.
+    SwitchDomain {
+        to: u16,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -1302,6 +1307,7 @@ fn remap() -> impl Strategy<Value = Remap> {
         1 => (0u8..10, any::<u64>(), any::<bool>())
             .prop_map(|(am, junk, ih)| Inv::Page { am, junk, ih }),
         1 => Just(Inv::Global),
+        1 => (1u16..8).prop_map(|to| Inv::SwitchDomain { to }),
     ];
     let host_fails = prop_oneof![8 => Just(0u32), 1 => Just(1u32), 1 => Just(2u32)];
     (
@@ -1360,6 +1366,11 @@ fn invalidation(inv: &Inv, did: u16, iova: u64) -> RawDescriptor {
             .into_bits()),
         Inv::Global => raw(IotlbInvDesc::new()
             .with_g(IotlbGranularity::Global)
+            .into_bits()),
+        Inv::SwitchDomain { .. } => raw(PasidIotlbInvDesc::new()
+            .with_g(PasidIotlbGranularity::Pasid)
+            .with_did(did)
+            .with_pasid(0)
             .into_bits()),
     }
 }
@@ -1436,7 +1447,7 @@ fn check_forwarded(
     Ok(blocked)
 }
 
-fn forwarding_is_complete(did: u16, remaps: Vec<Remap>) -> Result<(), TestCaseError> {
+fn forwarding_is_complete(mut did: u16, remaps: Vec<Remap>) -> Result<(), TestCaseError> {
     let s = setup_with(guest_map(), true);
     for k in 0..8u64 {
         s.mem.write(DATA + k * 4096, &[k as u8 + 1; 64]).unwrap();
@@ -1492,9 +1503,26 @@ fn forwarding_is_complete(did: u16, remaps: Vec<Remap>) -> Result<(), TestCaseEr
             let request = vtd_iommufd::ioctl::IOMMU_HWPT_INVALIDATE;
             s.faults.arm_times(request, Errno::EINVAL, r.host_fails);
         }
+        if let Inv::SwitchDomain { to } = r.inv {
+            let fs = first_stage(root, 4);
+            for sid in [GUEST_SID, GUEST_SSD_SID] {
+                driver
+                    .set_pasid(sid, 0, GuestPasid::FirstStage { fs, did: to })
+                    .unwrap();
+            }
+        }
         driver.submit(&[desc]).unwrap();
         s.faults.disarm();
-        let blocked = check_forwarded(&r.inv, desc, &s.viommu.take_events())?;
+        let blocked = match r.inv {
+            // The old domain's flush reaches no device now: the switch itself must have
+            // left nothing the old domain cached.
+            Inv::SwitchDomain { to } if to != did => {
+                did = to;
+                let _ = s.viommu.take_events();
+                Vec::new()
+            }
+            _ => check_forwarded(&r.inv, desc, &s.viommu.take_events())?,
+        };
         let s1 = guest_s1(&s.mem, root, 4, iova);
         for (dev, name) in [(NIC, "nic0"), (SSD, "ssd0")] {
             // A device whose HWPT the host would not flush is blocked, never stale.

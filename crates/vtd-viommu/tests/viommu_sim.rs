@@ -380,3 +380,35 @@ fn a_refused_flush_is_retried_whole_and_then_blocks_rather_than_serving_stale_dm
         .unwrap();
     assert_eq!(dma_read(&s, IOVA, 8).unwrap(), vec![3; 8]);
 }
+
+#[test]
+fn moving_the_entry_to_another_domain_leaves_nothing_the_old_domain_cached() {
+    let s = setup();
+    let mut driver = GuestDriver::boot(s.viommu.unit(), s.mem.clone(), &s.pages).unwrap();
+    let root = guest_maps_nic(&s, &mut driver);
+    s.mem.write(GPA, &[1; 8]).unwrap();
+    s.mem.write(GPA + 0x1000, &[2; 8]).unwrap();
+    assert_eq!(dma_read(&s, IOVA, 8).unwrap(), vec![1; 8]);
+    // The guest remaps under the old domain without flushing it yet, moves the entry to
+    // domain DID + 1 (same stage 1), then flushes the old domain, as hardware allows.
+    let leaf = Leaf::read_write();
+    driver
+        .map(root, 4, IOVA, GPA + 0x1000, PageSize::Size4K, leaf)
+        .unwrap();
+    let fs = vtd_viommu::guest::FirstStage {
+        root,
+        levels: 4,
+        sre: false,
+        wpe: false,
+        eafe: false,
+    };
+    driver
+        .set_pasid(GUEST_SID, 0, GuestPasid::FirstStage { fs, did: DID + 1 })
+        .unwrap();
+    driver.invalidate(DID, 0, None, 0, false).unwrap();
+    assert!(matches!(
+        s.viommu.attachment("nic0"),
+        Some(Attachment::Nested { did, .. }) if did == DID + 1
+    ));
+    assert_eq!(dma_read(&s, IOVA, 8).unwrap(), vec![2; 8]);
+}
