@@ -4,13 +4,17 @@
 //!   succeeds lands at the GPA both stages say, ROM and unmapped GPAs fault, and no ROM
 //!   byte ever changes.
 //! - Garbage from the guest (tables, registers, descriptors) neither panics the VMM nor
-//!   lets DMA out of guest RAM, and the host attachment stays what the VMM recorded.
+//!   lets DMA out of guest RAM (assigned or emulated), and the host attachment stays what
+//!   the VMM recorded.
 //! - Shadowing converges: after each properly invalidated PASID-entry change the host
-//!   attachment is what the guest's entry says, and no stale nested HWPT stays allocated.
+//!   attachment is what the guest's entry says, and no stale nested HWPT stays allocated,
+//!   also when the host refuses an allocation, attach or detach on the way.
 //! - Forwarding is complete: after a stage-1 change and the right invalidation, the next
-//!   DMA uses the new mapping.
+//!   DMA uses the new mapping (or faults, if the host refused to flush).
 //!
-//! Case counts are modest because CI time is tight; `PROPTEST_CASES` overrides them.
+//! The VMM's files are the simulated kernel's behind a wrapper that fails chosen ioctls
+//! (`common::Faults`). Case counts are modest because CI time is tight; `PROPTEST_CASES`
+//! overrides them.
 
 mod common;
 
@@ -1228,9 +1232,10 @@ fn shadowing_converges(steps: Vec<(Option<(u64, Errno)>, Step)>) -> Result<(), T
 proptest! {
     #![proptest_config(config(64))]
 
-    /// (c) After every PASID-entry change followed by its invalidation, each device's host
-    /// attachment is what the guest's entry says now, and exactly the nested HWPTs in use
-    /// are allocated.
+    /// (c) After every PASID-entry, context or remapping change followed by its
+    /// invalidation, each device's host attachment is what the guest's entry says now (or
+    /// blocked, with an event, when a host call failed), the host unit has what the VMM
+    /// recorded, and exactly the nested HWPTs in use are allocated.
     #[test]
     fn shadowing_converges_to_the_guest_entry(
         steps in prop::collection::vec((host_failure(), step()), 1..24),
@@ -1565,8 +1570,10 @@ proptest! {
     #![proptest_config(config(64))]
 
     /// (d) After the guest changes a stage-1 leaf and issues an invalidation that covers
-    /// it (PASID-based page or PASID, IOTLB page, domain or global) and waits, both
-    /// devices' next DMA uses the new mapping.
+    /// it (PASID-based page or PASID, IOTLB page, domain or global, or a move to another
+    /// domain) and waits, both devices' next DMA uses the new mapping; the forwarded
+    /// entries are valid uAPI covering the guest's range. A device whose HWPT the host
+    /// refuses to flush faults instead, until the guest's next PASID-cache invalidation.
     #[test]
     fn forwarded_invalidation_makes_the_next_dma_fresh(
         did in 1u16..8,
