@@ -158,10 +158,24 @@ where
         // The reader went away (`| head`): nothing left to say.
         Err(Error::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => 0,
         Err(e) => {
-            let _ = writeln!(err, "error: {e}");
+            let _ = writeln!(err, "error: {}", one_line(&e.to_string()));
             EXIT_BAD_INPUT
         }
     }
+}
+
+/// `text` as one line: control characters (say a newline inside a name the scenario
+/// gave) are escaped, so every diagnostic stays a single line.
+pub fn one_line(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Help and version go to `out`; every other clap error becomes one line on `err`.
@@ -286,15 +300,15 @@ pub fn run_scenario(
                 if !quiet {
                     writeln!(out, "{:>3} {:<14} MISMATCH", i + 1, at.step.op())?;
                 }
-                writeln!(
-                    err,
+                let line = format!(
                     "{path}:{}: step {} ({}): expected {}, got {}",
                     at.line,
                     i + 1,
                     at.step.op(),
                     m.expected,
                     m.got
-                )?;
+                );
+                writeln!(err, "{}", one_line(&line))?;
                 return Ok(EXIT_MISMATCH);
             }
         }
@@ -386,15 +400,15 @@ pub fn explain_scenario(
     let mut world = scenario::World::new(&sc, &base);
     for (i, at) in sc.steps.iter().take(upto).enumerate() {
         if let Err(m) = world.step(&at.step) {
-            writeln!(
-                err,
+            let note = format!(
                 "note: {path}:{}: step {} ({}) did not go as expected ({} instead of {}); explaining anyway",
                 at.line,
                 i + 1,
                 at.step.op(),
                 m.got,
                 m.expected
-            )?;
+            );
+            writeln!(err, "{}", one_line(&note))?;
         }
     }
     let (which, _) = world
@@ -449,4 +463,15 @@ pub fn explain_scenario(
     }
     rep.record("explain", record, &text)?;
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_line_escapes_control_characters_only() {
+        assert_eq!(one_line("a\nb\r\tc"), r"a\nb\r\tc");
+        assert_eq!(one_line("état → ok"), "état → ok");
+    }
 }

@@ -444,3 +444,36 @@ fn bench_quick_prints_one_table_of_ratios_with_targets() {
     assert_eq!(v["rows"].as_array().unwrap().len(), 4);
     assert!(v["cores"].as_u64().unwrap() >= 1);
 }
+
+// Regressions from tests/prop_inputs.rs and the review of input arithmetic: each input
+// ends in one line on stderr, quickly and without a large allocation.
+
+const ONE_DEVICE: &str = "[[device]]\nname = \"nic0\"\nguest_bdf = \"00:02.0\"\n[[device]]\nname = \"emu0\"\nkind = \"emulated\"\nguest_bdf = \"00:04.0\"\n";
+
+#[test]
+fn a_newline_inside_a_name_stays_escaped_in_the_one_error_line() {
+    let path = temp(
+        "newline-name.toml",
+        "[[device]]\nname = \"nic0\"\nguest_bdf = \"line\\nbreak\"\n",
+    );
+    let (code, _, err) = run(&["run", &path]);
+    assert_eq!(code, 2);
+    assert_one_line_error(&err);
+    assert!(
+        err.contains(r"guest_bdf `line\nbreak` is not a bus:dev.fn"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_mismatch_naming_a_newline_stays_one_line() {
+    let path = temp(
+        "newline-mismatch.toml",
+        &format!(
+            "{ONE_DEVICE}[[step]]\nop = \"dma\"\ndevice = \"emu0\"\niova = 0x200000\nexpect = {{ kind = \"nested\" }}\n[[step]]\nop = \"expect\"\nskipped = [\"a\\nb\"]\n"
+        ),
+    );
+    let (code, _, err) = run(&["run", &path]);
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(err.lines().count(), 1, "{err:?}");
+}

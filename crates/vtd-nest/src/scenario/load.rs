@@ -326,7 +326,7 @@ pub fn parse(path: &str, text: &str) -> Result<Scenario> {
                     path: path.to_string(),
                     line,
                     col,
-                    msg: format!("step {}: {}", i + 1, e.message()),
+                    msg: format!("step {}: {}", i + 1, e.message().trim().replace('\n', " ")),
                 }
             })?;
         sc.steps.push(StepAt { step, line, col });
