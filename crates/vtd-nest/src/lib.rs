@@ -116,10 +116,10 @@ pub enum Command {
         #[arg(short, long)]
         output: Option<PathBuf>,
         /// Packets (nic) or I/Os (storage) to generate.
-        #[arg(long, default_value_t = 10_000, requires = "generate")]
+        #[arg(long, default_value_t = 10_000, requires = "generate", value_parser = clap::value_parser!(u64).range(1..))]
         count: u64,
         /// Replay the trace this many times (the first pass warms the caches).
-        #[arg(long, default_value_t = 1)]
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
         repeat: u32,
         /// Print the result as JSON.
         #[arg(long)]
@@ -253,7 +253,7 @@ fn dispatch(cmd: Command, out: &mut dyn Write, err: &mut dyn Write) -> Result<i3
             (None, Some(file)) => {
                 trace::replay(
                     &path_str(&file),
-                    repeat.max(1),
+                    repeat,
                     &mut output::Report::new(out, json),
                 )?;
                 Ok(0)

@@ -4,7 +4,7 @@
 //! cache hit rates and walk references per translation.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -26,6 +26,25 @@ pub const HEADER: &str = "# vtd-nest trace v1";
 /// Requests at and above which `replay` shows a progress bar (on a terminal).
 const PROGRESS_FROM: u64 = 1 << 20;
 
+/// Accesses a trace may hold, read or generated: a replay keeps them all in memory.
+pub const MAX_ACCESSES: usize = 1 << 24;
+
+/// Translations a replay may run (accesses × `--repeat`): about half a minute in a
+/// release build, so a replay always ends in reasonable time.
+pub const MAX_TRANSLATIONS: u64 = 1 << 30;
+
+/// Bytes a trace line may have; a record is under 50.
+const MAX_LINE: usize = 4096;
+
+/// A token of a bad line, shortened so the error stays readable.
+fn shown(token: &str) -> String {
+    const MAX: usize = 40;
+    match token.char_indices().nth(MAX) {
+        Some((end, _)) => format!("{}…", &token[..end]),
+        None => token.to_string(),
+    }
+}
+
 /// Parse one trace line; `None` for blank lines and comments.
 pub fn parse_line(line: &str) -> std::result::Result<Option<Dma>, String> {
     let line = line.split('#').next().unwrap_or("").trim();
@@ -37,21 +56,26 @@ pub fn parse_line(line: &str) -> std::result::Result<Option<Dma>, String> {
         Some("R" | "r") => Access::Read,
         Some("W" | "w") => Access::Write,
         Some("A" | "a") => Access::AtomicRmw,
-        Some(other) => return Err(format!("unknown access `{other}`: expected R, W or A")),
+        Some(other) => {
+            return Err(format!(
+                "unknown access `{}`: expected R, W or A",
+                shown(other)
+            ));
+        }
         None => return Ok(None),
     };
     let iova = parts
         .next()
         .ok_or("missing IOVA: expected `R|W|A IOVA LEN`")?;
-    let iova = Num::parse(iova).ok_or_else(|| format!("`{iova}` is not an address"))?;
+    let iova = Num::parse(iova).ok_or_else(|| format!("`{}` is not an address", shown(iova)))?;
     let len = parts
         .next()
         .ok_or("missing length: expected `R|W|A IOVA LEN`")?;
     let len: u32 = len
         .parse()
-        .map_err(|_| format!("`{len}` is not a length in bytes"))?;
+        .map_err(|_| format!("`{}` is not a length in bytes", shown(len)))?;
     if let Some(extra) = parts.next() {
-        return Err(format!("unexpected `{extra}` after the length"));
+        return Err(format!("unexpected `{}` after the length", shown(extra)));
     }
     if len == 0 || (iova & 0xFFF) + len as u64 > 4096 {
         return Err(format!(
@@ -61,61 +85,107 @@ pub fn parse_line(line: &str) -> std::result::Result<Option<Dma>, String> {
     Ok(Some(Dma { iova, len, access }))
 }
 
-/// Read a whole trace.
+/// Read a whole trace: at most [`MAX_ACCESSES`] accesses, lines of at most 4 KiB of
+/// UTF-8, so a wrong file (say `/dev/zero`) fails fast instead of filling memory.
 pub fn read(path: &str) -> Result<Vec<Dma>> {
     let file = std::fs::File::open(path).map_err(|source| Error::File {
         path: path.into(),
         source,
     })?;
+    let bad = |line: usize, msg: String| Error::Trace {
+        path: path.into(),
+        line,
+        msg,
+    };
+    let mut reader = BufReader::new(file);
     let mut out = Vec::new();
-    for (i, line) in BufReader::new(file).lines().enumerate() {
-        let line = line.map_err(|source| Error::File {
-            path: path.into(),
-            source,
-        })?;
-        match parse_line(&line) {
-            Ok(Some(d)) => out.push(d),
-            Ok(None) => {}
-            Err(msg) => {
-                return Err(Error::Trace {
-                    path: path.into(),
-                    line: i + 1,
-                    msg,
-                });
+    let mut buf = Vec::new();
+    for number in 1.. {
+        buf.clear();
+        let n = (&mut reader)
+            .take(MAX_LINE as u64 + 1)
+            .read_until(b'\n', &mut buf)
+            .map_err(|source| Error::File {
+                path: path.into(),
+                source,
+            })?;
+        if n == 0 {
+            break;
+        }
+        if buf.last() == Some(&b'\n') {
+            buf.pop();
+        } else if n > MAX_LINE {
+            return Err(bad(
+                number,
+                format!("the line is longer than {MAX_LINE} bytes; a record is `R|W|A IOVA LEN`"),
+            ));
+        }
+        let line = std::str::from_utf8(&buf)
+            .map_err(|_| bad(number, "the line is not UTF-8 text".into()))?;
+        match parse_line(line) {
+            Ok(Some(d)) => {
+                if out.len() == MAX_ACCESSES {
+                    return Err(bad(
+                        number,
+                        format!(
+                            "the trace has more than {MAX_ACCESSES} accesses, the most a replay holds"
+                        ),
+                    ));
+                }
+                out.push(d);
             }
+            Ok(None) => {}
+            Err(msg) => return Err(bad(number, msg)),
         }
     }
     if out.is_empty() {
-        return Err(Error::Trace {
-            path: path.into(),
-            line: 1,
-            msg: "the trace has no accesses".into(),
-        });
+        return Err(bad(1, "the trace has no accesses".into()));
     }
     Ok(out)
 }
 
 /// `vtd-nest trace --generate`: `count` packets (nic) or I/Os (storage) into `path`
-/// (`-` for `out`).
+/// (`-` for `out`), written as they are generated. A trace longer than a replay takes
+/// ([`MAX_ACCESSES`]) is refused before anything is written.
 pub fn generate(kind: TraceKind, count: u64, path: &str, out: &mut dyn Write) -> Result<()> {
-    let (name, stream) = match kind {
-        TraceKind::Nic => ("nic", NicRx::default().stream(count)),
-        TraceKind::Storage => ("storage", Storage::default().stream(count)),
+    let nic = NicRx::default();
+    let storage = Storage::default();
+    let one = |n: u64, buf: &mut Vec<Dma>| match kind {
+        TraceKind::Nic => nic.packet_into(n, buf),
+        TraceKind::Storage => storage.io_into(n, buf),
     };
-    let what = match kind {
-        TraceKind::Nic => "packets",
-        TraceKind::Storage => "I/Os",
+    let (name, what) = match kind {
+        TraceKind::Nic => ("nic", "packets"),
+        TraceKind::Storage => ("storage", "I/Os"),
     };
+    // Every packet (I/O) of a generator has the same number of accesses.
+    let mut buf = Vec::new();
+    one(0, &mut buf);
+    let per = buf.len() as u64;
+    let accesses = count
+        .checked_mul(per)
+        .filter(|&a| a <= MAX_ACCESSES as u64)
+        .ok_or_else(|| {
+            Error::Usage(format!(
+                "--count {count}: {count} {what} of {per} accesses each is more than the {MAX_ACCESSES} accesses a trace may hold (at most --count {})",
+                MAX_ACCESSES as u64 / per
+            ))
+        })?;
     let write = |w: &mut dyn Write| -> std::io::Result<()> {
         writeln!(w, "{HEADER}")?;
-        writeln!(w, "# {name}: {count} {what}, {} accesses", stream.len())?;
-        for d in &stream {
-            let a = match d.access {
-                Access::Read => 'R',
-                Access::Write => 'W',
-                Access::AtomicRmw => 'A',
-            };
-            writeln!(w, "{a} {:#x} {}", d.iova, d.len)?;
+        writeln!(w, "# {name}: {count} {what}, {accesses} accesses")?;
+        let mut buf = Vec::new();
+        for n in 0..count {
+            buf.clear();
+            one(n, &mut buf);
+            for d in &buf {
+                let a = match d.access {
+                    Access::Read => 'R',
+                    Access::Write => 'W',
+                    Access::AtomicRmw => 'A',
+                };
+                writeln!(w, "{a} {:#x} {}", d.iova, d.len)?;
+            }
         }
         w.flush()
     };
@@ -130,11 +200,7 @@ pub fn generate(kind: TraceKind, count: u64, path: &str, out: &mut dyn Write) ->
             path: path.into(),
             source,
         })?;
-        writeln!(
-            out,
-            "wrote {} accesses ({count} {what}) to {path}",
-            stream.len()
-        )?;
+        writeln!(out, "wrote {accesses} accesses ({count} {what}) to {path}")?;
     }
     Ok(())
 }
@@ -143,6 +209,13 @@ pub fn generate(kind: TraceKind, count: u64, path: &str, out: &mut dyn Write) ->
 /// report.
 pub fn replay(path: &str, repeat: u32, rep: &mut Report<'_>) -> Result<()> {
     let dmas = read(path)?;
+    let total = (dmas.len() as u64).saturating_mul(repeat as u64);
+    if total > MAX_TRANSLATIONS {
+        return Err(Error::Usage(format!(
+            "{path}: {} accesses × --repeat {repeat} is {total} translations, more than the {MAX_TRANSLATIONS} a replay runs; lower --repeat",
+            dmas.len()
+        )));
+    }
     let bench = NestedBench::new(PageSize::Size2M, CacheConfig::default())
         .map_err(|e| Error::Setup(format!("trace unit: {e}")))?;
     // Every page touched gets a 4 KiB first-stage mapping to its own guest page (wrapping
@@ -182,7 +255,6 @@ pub fn replay(path: &str, repeat: u32, rep: &mut Report<'_>) -> Result<()> {
         .iter()
         .map(|d| d.request(NestedBench::SID, Some(NestedBench::PASID)))
         .collect();
-    let total = reqs.len() as u64 * repeat as u64;
     let bar = if total >= PROGRESS_FROM {
         let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
         bar.set_style(
@@ -298,5 +370,12 @@ mod tests {
                 .contains("missing length")
         );
         assert!(parse_line("R zz 4").unwrap_err().contains("not an address"));
+    }
+
+    #[test]
+    fn long_tokens_are_shortened_on_a_char_boundary() {
+        assert_eq!(shown("R"), "R");
+        let long = "é".repeat(100);
+        assert_eq!(shown(&long), format!("{}…", "é".repeat(40)));
     }
 }

@@ -477,3 +477,86 @@ fn a_mismatch_naming_a_newline_stays_one_line() {
     assert_eq!(code, 1, "{err}");
     assert_eq!(err.lines().count(), 1, "{err:?}");
 }
+
+#[test]
+fn generate_refuses_a_count_past_what_a_trace_holds_before_writing() {
+    let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("huge.trace");
+    let _ = std::fs::remove_file(&path);
+    let p = path.to_string_lossy().into_owned();
+    for count in ["18446744073709551615", "1000000000"] {
+        let (code, out, err) = run(&["trace", "--generate", "storage", "-o", &p, "--count", count]);
+        assert_eq!(code, 2);
+        assert!(out.is_empty());
+        assert_one_line_error(&err);
+        assert!(
+            err.contains("accesses a trace may hold (at most --count 493447)"),
+            "{err}"
+        );
+    }
+    assert!(!path.exists(), "nothing is written");
+    let (code, _, err) = run(&["trace", "--generate", "nic", "-o", "-", "--count", "0"]);
+    assert_eq!(code, 2);
+    assert_one_line_error(&err);
+}
+
+#[test]
+fn generate_to_stdout_streams_the_header_and_every_access() {
+    let (code, out, _) = run(&["trace", "--generate", "nic", "-o", "-", "--count", "2"]);
+    assert_eq!(code, 0);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "# vtd-nest trace v1");
+    assert_eq!(lines[1], "# nic: 2 packets, 10 accesses");
+    assert_eq!(lines.len(), 12);
+}
+
+#[test]
+fn replay_refuses_a_repeat_past_the_translation_budget_and_a_zero_repeat() {
+    let path = temp("three.trace", "R 0x1000 4\nW 0x2000 8\nA 0x3000 8\n");
+    let (code, _, err) = run(&["trace", &path, "--repeat", "4294967295"]);
+    assert_eq!(code, 2);
+    assert_one_line_error(&err);
+    assert!(
+        err.contains("3 accesses × --repeat 4294967295 is 12884901885 translations, more than the 1073741824 a replay runs"),
+        "{err}"
+    );
+    let (code, _, err) = run(&["trace", &path, "--repeat", "0"]);
+    assert_eq!(code, 2);
+    assert_one_line_error(&err);
+}
+
+#[test]
+fn a_trace_without_line_breaks_fails_at_its_first_line() {
+    let path = temp("zeros.trace", &"\0".repeat(10_000));
+    let (code, _, err) = run(&["trace", &path]);
+    assert_eq!(code, 2);
+    assert_one_line_error(&err);
+    assert!(
+        err.contains("zeros.trace:1: the line is longer than 4096 bytes"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_trace_line_that_is_not_utf8_is_named() {
+    let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("latin1.trace");
+    std::fs::write(&path, b"R 0x1000 4\nW 0x2000 8 # caf\xe9\n").unwrap();
+    let (code, _, err) = run(&["trace", &path.to_string_lossy()]);
+    assert_eq!(code, 2);
+    assert_one_line_error(&err);
+    assert!(
+        err.contains("latin1.trace:2: the line is not UTF-8 text"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_long_bad_trace_token_is_shortened_in_the_error() {
+    let path = temp(
+        "long-token.trace",
+        &format!("{} 0x1000 4\n", "R".repeat(3000)),
+    );
+    let (_, _, err) = run(&["trace", &path]);
+    assert_one_line_error(&err);
+    assert!(err.len() < 200, "{err}");
+    assert!(err.contains("unknown access `RRRR"), "{err}");
+}
