@@ -94,8 +94,8 @@ pub enum Command {
         /// With --addr: a write instead of a read.
         #[arg(long, requires = "addr")]
         write: bool,
-        /// With --addr: a request with this PASID.
-        #[arg(long, requires = "addr")]
+        /// With --addr: a request with this PASID (20 bits).
+        #[arg(long, requires = "addr", value_parser = clap::value_parser!(u32).range(0..1 << 20))]
         pasid: Option<u32>,
         /// Print machine-readable records (JSON Lines).
         #[arg(long)]

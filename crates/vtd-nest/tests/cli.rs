@@ -560,3 +560,104 @@ fn a_long_bad_trace_token_is_shortened_in_the_error() {
     assert!(err.len() < 200, "{err}");
     assert!(err.contains("unknown access `RRRR"), "{err}");
 }
+
+#[test]
+fn a_scenario_larger_than_four_mebibytes_is_refused_unread() {
+    let path = temp("huge.toml", &"#".repeat((4 << 20) + 1));
+    let (code, _, err) = run(&["run", &path]);
+    assert_eq!(code, 2);
+    assert_one_line_error(&err);
+    assert!(err.contains("huge.toml: larger than 4 MiB"), "{err}");
+}
+
+#[test]
+fn a_scenario_that_is_not_utf8_names_line_and_column() {
+    let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("latin1.toml");
+    std::fs::write(&path, b"name = \"x\"\ndescription = \"caf\xe9\"\n").unwrap();
+    let (code, _, err) = run(&["run", &path.to_string_lossy()]);
+    assert_eq!(code, 2);
+    assert_one_line_error(&err);
+    assert!(err.contains("latin1.toml:2:19: not UTF-8 text"), "{err}");
+}
+
+#[test]
+fn a_dma_longer_than_a_mebibyte_is_refused_before_running() {
+    let path = temp(
+        "long-dma.toml",
+        &format!(
+            "{ONE_DEVICE}[[step]]\nop = \"dma\"\ndevice = \"emu0\"\niova = 0\nlen = 4294967295\n"
+        ),
+    );
+    let (code, _, err) = run(&["run", &path]);
+    assert_eq!(code, 2);
+    assert_one_line_error(&err);
+    assert!(
+        err.contains("step 1 (dma): a dma step moves at most 0x100000 bytes, not 0xffffffff"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_dma_past_the_top_of_the_address_space_is_refused() {
+    let path = temp(
+        "wrap-dma.toml",
+        &format!(
+            "{ONE_DEVICE}[[step]]\nop = \"dma\"\ndevice = \"emu0\"\niova = \"0xffff_ffff_ffff_fffe\"\nlen = 4\n"
+        ),
+    );
+    let (code, _, err) = run(&["run", &path]);
+    assert_eq!(code, 2);
+    assert_one_line_error(&err);
+    assert!(
+        err.contains("4 bytes at 0xfffffffffffffffe run past the end of the 64-bit address space"),
+        "{err}"
+    );
+}
+
+#[test]
+fn more_than_sixteen_stage2_tables_are_refused_before_any_is_built() {
+    let mut text = String::from(
+        "[vmm]\nmode = \"manual\"\n[[device]]\nname = \"nic0\"\nguest_bdf = \"00:02.0\"\n",
+    );
+    for i in 0..17 {
+        text += &format!(
+            "[[step]]\nop = \"stage2\"\nname = \"p{i}\"\nioas = \"i{i}\"\ndevice = \"nic0\"\n"
+        );
+    }
+    let path = temp("many-stage2.toml", &text);
+    let (code, out, err) = run(&["run", &path]);
+    assert_eq!(code, 2);
+    assert!(out.is_empty());
+    assert_one_line_error(&err);
+    assert!(
+        err.contains("step 17 (stage2): more than 16 stage-2 page tables"),
+        "{err}"
+    );
+}
+
+#[test]
+fn duplicate_host_device_names_are_refused() {
+    let path = temp(
+        "dup-host.toml",
+        "[platform]\ndevices = [ { name = \"nic0\", bdf = \"00:03.0\" }, { name = \"nic0\", bdf = \"00:04.0\" } ]\n[[device]]\nname = \"nic0\"\nguest_bdf = \"00:02.0\"\n",
+    );
+    let (code, _, err) = run(&["run", &path]);
+    assert_eq!(code, 2);
+    assert_one_line_error(&err);
+    assert!(err.contains("host device nic0 is declared twice"), "{err}");
+}
+
+#[test]
+fn explain_refuses_a_pasid_beyond_20_bits_as_dma_steps_do() {
+    let (code, _, err) = run(&[
+        "explain",
+        &example("nested-4level.toml"),
+        "--addr",
+        "0x40000000",
+        "--pasid",
+        "1048576",
+    ]);
+    assert_eq!(code, 2);
+    assert_one_line_error(&err);
+    assert!(err.contains("1048576 is not in 0..1048576"), "{err}");
+}

@@ -13,8 +13,19 @@ use vtd_viommu::{MemoryMap, Region, RegionKind};
 use super::format::*;
 use crate::error::{Error, Result, line_col};
 
-/// Guest memory a scenario may ask for, in total (it is real anonymous memory).
+/// Guest memory a scenario may ask for, in total (anonymous memory, touched only where
+/// the steps write).
 const MAX_GUEST_MEMORY: u64 = 4 << 30;
+
+/// Bytes of a scenario file; hand-written scenarios are a few KiB.
+pub const MAX_FILE_BYTES: u64 = 4 << 20;
+
+/// Bytes one `dma` step may move (it is split into 4 KiB requests).
+pub const MAX_DMA_BYTES: u64 = 1 << 20;
+
+/// Stage-2 page tables a scenario may build (`stage2` steps and paging `alloc`s): each
+/// maps all of guest memory, so each costs host memory in proportion to it.
+pub const MAX_STAGE2_TABLES: usize = 16;
 
 /// A device the guest sees, resolved.
 #[derive(Clone, Debug)]
@@ -74,11 +85,36 @@ impl Scenario {
     }
 }
 
-/// Read and check the scenario at `path`.
+/// Read and check the scenario at `path` (at most [`MAX_FILE_BYTES`] of UTF-8).
 pub fn load(path: &str) -> Result<Scenario> {
-    let text = std::fs::read_to_string(path).map_err(|source| Error::File {
+    use std::io::Read;
+    let file_err = |source| Error::File {
         path: path.to_string(),
         source,
+    };
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(file_err)?;
+    let config_err = |msg: String| Error::Config {
+        path: path.to_string(),
+        msg,
+    };
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(config_err(format!(
+            "larger than {} MiB; a scenario is a short text file",
+            MAX_FILE_BYTES >> 20
+        )));
+    }
+    let text = String::from_utf8(bytes).map_err(|e| {
+        let valid = e.utf8_error().valid_up_to();
+        let (line, col) = line_col(&String::from_utf8_lossy(&e.as_bytes()[..valid]), valid);
+        Error::Syntax {
+            path: path.to_string(),
+            line,
+            col,
+            msg: "not UTF-8 text".into(),
+        }
     })?;
     parse(path, &text)
 }
@@ -146,6 +182,12 @@ pub fn parse(path: &str, text: &str) -> Result<Scenario> {
     if let Some(devs) = &file.platform.devices {
         platform.devices = Vec::new();
         for d in devs {
+            if platform.devices.iter().any(|h| h.name == d.name) {
+                return Err(config_err(format!(
+                    "host device {} is declared twice",
+                    d.name
+                )));
+            }
             let sid = parse_bdf(&d.bdf).ok_or_else(|| {
                 config_err(format!(
                     "host device {}: `{}` is not a bus:dev.fn such as 00:03.0",
@@ -413,6 +455,7 @@ fn check_steps(sc: &Scenario, unit: &UnitConfig) -> Result<()> {
         hwpts.insert("parent");
     }
     let mut booted = false;
+    let mut stage2_tables = 0usize;
     let counters = counter_names();
     for (i, at) in sc.steps.iter().enumerate() {
         let fail = |msg: String| Error::Syntax {
@@ -468,6 +511,15 @@ fn check_steps(sc: &Scenario, unit: &UnitConfig) -> Result<()> {
                     }
                 )))
             }
+        };
+        let mut stage2_table = || {
+            stage2_tables += 1;
+            if stage2_tables > MAX_STAGE2_TABLES {
+                return Err(fail(format!(
+                    "more than {MAX_STAGE2_TABLES} stage-2 page tables (stage2 steps and paging allocs); each maps all of guest memory"
+                )));
+            }
+            Ok(())
         };
         let errno = |e: &Option<OpExpect>| {
             if let Some(name) = e.as_ref().and_then(|e| e.errno.as_deref())
@@ -598,6 +650,7 @@ fn check_steps(sc: &Scenario, unit: &UnitConfig) -> Result<()> {
                 manual_only()?;
                 errno(expect)?;
                 assigned(d)?;
+                stage2_table()?;
                 let a = a.as_deref().unwrap_or("ioas");
                 if !ioas.insert(a) {
                     return Err(fail(format!("IOAS `{a}` exists already")));
@@ -629,7 +682,7 @@ fn check_steps(sc: &Scenario, unit: &UnitConfig) -> Result<()> {
                 assigned(d)?;
                 match kind {
                     HwptKindSpec::Paging | HwptKindSpec::NestParent => match a {
-                        Some(a) if ioas.contains(a.as_str()) => {}
+                        Some(a) if ioas.contains(a.as_str()) => stage2_table()?,
                         Some(a) => {
                             return Err(fail(format!("no IOAS `{a}` (a stage2 step makes one)")));
                         }
@@ -671,6 +724,7 @@ fn check_steps(sc: &Scenario, unit: &UnitConfig) -> Result<()> {
             }
             Step::Dma {
                 device: d,
+                iova,
                 access,
                 data,
                 expect,
@@ -678,6 +732,19 @@ fn check_steps(sc: &Scenario, unit: &UnitConfig) -> Result<()> {
                 ..
             } => {
                 let dev = device(d)?;
+                let len = crate::scenario::world::DmaSpec::from_step(&at.step)
+                    .map_or(0, |s| s.len as u64);
+                if len > MAX_DMA_BYTES {
+                    return Err(fail(format!(
+                        "a dma step moves at most {MAX_DMA_BYTES:#x} bytes, not {len:#x}"
+                    )));
+                }
+                if iova.0.checked_add(len.saturating_sub(1)).is_none() {
+                    return Err(fail(format!(
+                        "{len} bytes at {:#x} run past the end of the 64-bit address space",
+                        iova.0
+                    )));
+                }
                 if dev.kind == DeviceKind::Emulated && !booted {
                     // Allowed: remapping off on the guest unit means GPA = IOVA.
                 }

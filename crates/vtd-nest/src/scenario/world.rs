@@ -251,9 +251,9 @@ impl DmaSpec {
         let len = data
             .as_ref()
             .or(expected_read)
-            .map(|d| d.len() as u32)
-            .or(*len)
-            .unwrap_or(4) as usize;
+            .map(|d| d.len())
+            .or(len.map(|l| l as usize))
+            .unwrap_or(4);
         Some(Self {
             device: device.clone(),
             iova: iova.0,
