@@ -661,3 +661,32 @@ fn explain_refuses_a_pasid_beyond_20_bits_as_dma_steps_do() {
     assert_one_line_error(&err);
     assert!(err.contains("1048576 is not in 0..1048576"), "{err}");
 }
+
+/// The bitmap is read by its set bits, across many words: the DMA's page, and the guest's
+/// stage-1 table pages, whose A/D bits the walk set. Stage 2 may map either with a 2 MiB
+/// leaf (it depends on where the VMM's memory landed), and then all of that leaf is dirty.
+#[test]
+fn a_dirty_bitmap_over_a_whole_region_reports_the_written_page_and_the_walked_tables() {
+    let path = temp(
+        "region-bitmap.toml",
+        &format!(
+            "[vmm]\ndirty_tracking = true\n{ONE_DEVICE}[[step]]\nop = \"dirty_tracking\"\nhwpt = \"parent\"\n[[step]]\nop = \"guest_boot\"\n[[step]]\nop = \"stage1\"\nname = \"s1\"\n[[step]]\nop = \"map\"\ntable = \"s1\"\niova = 0x4000_0000\ngpa = 0x20_0000\n[[step]]\nop = \"pasid\"\ndevice = \"nic0\"\nentry = \"first-stage\"\ntable = \"s1\"\n[[step]]\nop = \"dma\"\ndevice = \"nic0\"\niova = 0x4000_0000\naccess = \"write\"\ndata = \"x\"\n[[step]]\nop = \"dirty_bitmap\"\nhwpt = \"parent\"\niova = 0x10_0000\nlength = 0xF0_0000\n"
+        ),
+    );
+    let (code, out, err) = run(&["run", &path]);
+    assert_eq!(code, 0, "{out}{err}");
+    let list = out
+        .split("dirty pages of `parent`: [")
+        .nth(1)
+        .and_then(|rest| rest.split(']').next())
+        .unwrap_or_else(|| panic!("no dirty pages line: {out}"));
+    let dirty: Vec<u64> = list
+        .split(", ")
+        .map(|x| u64::from_str_radix(x.trim_start_matches("0x"), 16).unwrap())
+        .collect();
+    for page in [0x20_0000, 0xE0_3000, 0xE0_4000, 0xE0_5000, 0xE0_6000] {
+        assert!(dirty.contains(&page), "{page:#x} not in {list}");
+    }
+    let in_written_blocks = |p: u64| (0x20_0000..0x40_0000).contains(&p) || p >= 0xE0_0000;
+    assert!(dirty.iter().all(|&p| in_written_blocks(p)), "{list}");
+}

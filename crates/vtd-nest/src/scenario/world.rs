@@ -437,7 +437,8 @@ impl<'a> World<'a> {
 
     /// The request of `spec`'s first byte, for explaining.
     pub fn first_request(&self, spec: &DmaSpec, sid: u16) -> Request {
-        let chunk = (4096 - (spec.iova & 0xFFF)).min(spec.len.max(1) as u64);
+        // As `dma_through` sends it: a zero-length request stays zero-length (CAP.ZLR).
+        let chunk = (4096 - (spec.iova & 0xFFF)).min(spec.len as u64);
         let mut req = Request::new(sid, spec.iova, spec.access).with_len(chunk as u32);
         if let Some(p) = spec.pasid {
             req = req.with_pasid(p);
@@ -941,14 +942,19 @@ impl<'a> World<'a> {
                     (Ok(_), Some(want)) => return Err(mismatch(want, "success")),
                     (Ok(b), None) => b,
                 };
-                let dirty: Vec<u64> = (0..length.0.div_ceil(4096))
-                    .filter(|i| {
-                        bitmap
-                            .get((*i / 64) as usize)
-                            .is_some_and(|w| w >> (i % 64) & 1 == 1)
-                    })
-                    .map(|i| iova.0 + i * 4096)
-                    .collect();
+                // Visit only the set bits: the range may be up to 1 TiB of IOVA.
+                let pages = length.0.div_ceil(4096);
+                let mut dirty = Vec::new();
+                for (w, &word) in bitmap.iter().enumerate() {
+                    let mut bits = word;
+                    while bits != 0 {
+                        let i = w as u64 * 64 + bits.trailing_zeros() as u64;
+                        if i < pages {
+                            dirty.push(iova.0.wrapping_add(i * 4096));
+                        }
+                        bits &= bits - 1;
+                    }
+                }
                 let shown = hex_list(&dirty);
                 if let Some(want) = expect.as_ref().and_then(|e| e.dirty.as_ref()) {
                     let want: Vec<u64> = want.iter().map(|n| n.0 & !0xFFF).collect();
