@@ -690,3 +690,36 @@ fn a_dirty_bitmap_over_a_whole_region_reports_the_written_page_and_the_walked_ta
     let in_written_blocks = |p: u64| (0x20_0000..0x40_0000).contains(&p) || p >= 0xE0_0000;
     assert!(dirty.iter().all(|&p| in_written_blocks(p)), "{list}");
 }
+
+#[test]
+fn mem_write_across_a_hole_between_regions_is_refused_before_running() {
+    let path = temp(
+        "hole-write.toml",
+        &format!(
+            "[memory]\nregions = [ {{ name = \"ram\", gpa = 0, size = \"16M\" }}, {{ name = \"hi\", gpa = 0x100_1000, size = \"1M\" }} ]\n{ONE_DEVICE}[[step]]\nop = \"mem_write\"\ngpa = 0xFF_FFF0\ndata = \"{}\"\n",
+            "x".repeat(0x1020)
+        ),
+    );
+    let (code, out, err) = run(&["run", &path]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert_one_line_error(&err);
+    assert!(
+        err.contains("step 1 (mem_write): [0xfffff0, +4128) is not guest memory"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_tebibyte_of_guest_ram_is_refused_before_any_allocation() {
+    let path = temp(
+        "tebibyte.toml",
+        &format!("[memory]\nram_top = \"1024G\"\n{ONE_DEVICE}"),
+    );
+    let (code, _, err) = run(&["run", &path]);
+    assert_eq!(code, 2);
+    assert_one_line_error(&err);
+    assert!(
+        err.contains("bytes of guest memory; at most 0x100000000 are supported"),
+        "{err}"
+    );
+}

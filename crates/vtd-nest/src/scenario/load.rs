@@ -783,8 +783,7 @@ fn check_steps(sc: &Scenario, unit: &UnitConfig) -> Result<()> {
                 }
             }
             Step::MemWrite { gpa, data } | Step::MemCheck { gpa, data } => {
-                let end = gpa.0.saturating_add(data.len() as u64).saturating_sub(1);
-                if sc.map.region_at(gpa.0).is_none() || sc.map.region_at(end).is_none() {
+                if !in_memory(&sc.map, gpa.0, data.len() as u64) {
                     return Err(fail(format!(
                         "[{:#x}, +{}) is not guest memory",
                         gpa.0,
@@ -866,6 +865,25 @@ fn check_steps(sc: &Scenario, unit: &UnitConfig) -> Result<()> {
     Ok(())
 }
 
+/// Every byte of `[gpa, gpa + len)` is guest memory, with no hole between regions (an
+/// empty range needs `gpa` itself to be memory).
+pub fn in_memory(map: &MemoryMap, gpa: u64, len: u64) -> bool {
+    let Some(last) = gpa.checked_add(len.saturating_sub(1)) else {
+        return false;
+    };
+    let mut at = gpa;
+    loop {
+        let Some(r) = map.region_at(at) else {
+            return false;
+        };
+        if r.last() >= last {
+            return true;
+        }
+        // No overflow: r.last() < last.
+        at = r.last() + 1;
+    }
+}
+
 /// Translation kinds `expect.kind` accepts.
 pub const KINDS: [&str; 6] = [
     "nested",
@@ -882,5 +900,28 @@ pub fn page_bytes(size: SizeSpec) -> u64 {
         SizeSpec::K4 => 4 << 10,
         SizeSpec::M2 => 2 << 20,
         SizeSpec::G1 => 1 << 30,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn in_memory_needs_every_byte_and_no_hole() {
+        let map = MemoryMap::new(vec![
+            Region::new("a", 0, 0x2000, RegionKind::Ram),
+            Region::new("b", 0x2000, 0x1000, RegionKind::Rom),
+            Region::new("c", 0x4000, 0x1000, RegionKind::Ram),
+            Region::new("top", u64::MAX - 0xFFF, 0x1000, RegionKind::Ram),
+        ])
+        .unwrap();
+        assert!(in_memory(&map, 0x1FFF, 2));
+        assert!(in_memory(&map, 0, 0x3000));
+        assert!(!in_memory(&map, 0x2FFF, 0x1002), "the hole at 0x3000");
+        assert!(!in_memory(&map, 0x3000, 0));
+        assert!(in_memory(&map, 0x4000, 0));
+        assert!(in_memory(&map, u64::MAX - 3, 4));
+        assert!(!in_memory(&map, u64::MAX - 3, 5));
     }
 }
