@@ -33,6 +33,11 @@ pub const MAX_ACCESSES: usize = 1 << 24;
 /// release build, so a replay always ends in reasonable time.
 pub const MAX_TRANSLATIONS: u64 = 1 << 30;
 
+/// Distinct pages a replay maps: the unit's 8 MiB of first-stage table pages cannot map
+/// this many 4 KiB pages, so a larger trace fails anyway; this fails it before the page
+/// set grows with the trace.
+const MAX_PAGES: usize = 1 << 20;
+
 /// Bytes a trace line may have; a record is under 50.
 const MAX_LINE: usize = 4096;
 
@@ -225,6 +230,15 @@ pub fn replay(path: &str, repeat: u32, rep: &mut Report<'_>) -> Result<()> {
     for d in &dmas {
         let next = pages.len() as u64;
         pages.entry(d.iova >> 12).or_insert(next);
+        if pages.len() > MAX_PAGES {
+            return Err(Error::Trace {
+                path: path.into(),
+                line: 1,
+                msg: format!(
+                    "the trace touches more than {MAX_PAGES} distinct pages, more than the replay unit's first-stage tables can map"
+                ),
+            });
+        }
     }
     {
         let mut fs = bench.fs();

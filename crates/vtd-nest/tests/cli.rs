@@ -723,3 +723,19 @@ fn a_tebibyte_of_guest_ram_is_refused_before_any_allocation() {
         "{err}"
     );
 }
+
+#[test]
+fn a_trace_over_a_million_distinct_pages_is_refused_before_mapping() {
+    let mut text = String::with_capacity(20 << 20);
+    for page in 0..=(1u64 << 20) {
+        text += &format!("R {:#x} 4\n", page << 12);
+    }
+    let path = temp("many-pages.trace", &text);
+    let (code, _, err) = run(&["trace", &path]);
+    assert_eq!(code, 2);
+    assert_one_line_error(&err);
+    assert!(
+        err.contains("the trace touches more than 1048576 distinct pages"),
+        "{err}"
+    );
+}
