@@ -1225,7 +1225,13 @@ fn check_dma(
     let default = DmaExpect::default();
     let e = expect.unwrap_or(&default);
     if let Some(want) = &e.fault {
-        let reason = parse_reason(want).expect("checked when loaded");
+        // `load` refuses unknown reasons; a Scenario built by hand may still hold one.
+        let Some(reason) = parse_reason(want) else {
+            return Err(mismatch(
+                format!("fault {want:?}, which is not a fault reason"),
+                dma_line(r, view),
+            ));
+        };
         return match r {
             Err(DmaFail::Fault(f)) if f.reason == reason => Ok(line),
             _ => Err(mismatch(
@@ -1288,5 +1294,27 @@ fn check_dma(
         Ok(line)
     } else {
         Err(mismatch(want.join(", "), got.join(", ")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::parse;
+
+    #[test]
+    fn an_unknown_fault_reason_in_a_hand_built_scenario_is_a_mismatch() {
+        let mut sc = parse(
+            "t.toml",
+            "[[device]]\nname = \"nic0\"\nguest_bdf = \"00:02.0\"\n[[device]]\nname = \"emu0\"\nkind = \"emulated\"\nguest_bdf = \"00:04.0\"\n[[step]]\nop = \"dma\"\ndevice = \"emu0\"\niova = 0\nexpect = { fault = \"SSS.2\" }\n",
+        )
+        .unwrap();
+        if let Step::Dma { expect, .. } = &mut sc.steps[0].step {
+            expect.as_mut().unwrap().fault = Some("nope".into());
+        }
+        let base = Base::new(&sc).unwrap();
+        let mut world = World::new(&sc, &base);
+        let m = world.step(&sc.steps[0].step).unwrap_err();
+        assert!(m.expected.contains("not a fault reason"), "{m:?}");
     }
 }
