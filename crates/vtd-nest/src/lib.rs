@@ -210,7 +210,7 @@ fn dispatch(cmd: Command, out: &mut dyn Write, err: &mut dyn Write) -> Result<i3
             demo::run(&mut output::Report::new(out, json))?;
             Ok(0)
         }
-        Command::Run { scenario, quiet } => run_scenario(&path_str(&scenario), quiet, out, err),
+        Command::Run { scenario, quiet } => run_scenario(&scenario, quiet, out, err),
         Command::Explain {
             scenario,
             step,
@@ -230,12 +230,7 @@ fn dispatch(cmd: Command, out: &mut dyn Write, err: &mut dyn Write) -> Result<i3
                 },
                 (None, None) => return Err(Error::Usage("give --step N or --addr ADDR".into())),
             };
-            explain_scenario(
-                &path_str(&scenario),
-                target,
-                &mut output::Report::new(out, json),
-                err,
-            )
+            explain_scenario(&scenario, target, &mut output::Report::new(out, json), err)
         }
         Command::Trace {
             file,
@@ -246,16 +241,12 @@ fn dispatch(cmd: Command, out: &mut dyn Write, err: &mut dyn Write) -> Result<i3
             json,
         } => match (generate, file) {
             (Some(kind), _) => {
-                let path = output.map(|p| path_str(&p)).unwrap_or_else(|| "-".into());
+                let path = output.unwrap_or_else(|| "-".into());
                 trace::generate(kind, count, &path, out)?;
                 Ok(0)
             }
             (None, Some(file)) => {
-                trace::replay(
-                    &path_str(&file),
-                    repeat,
-                    &mut output::Report::new(out, json),
-                )?;
+                trace::replay(&file, repeat, &mut output::Report::new(out, json))?;
                 Ok(0)
             }
             (None, None) => Err(Error::Usage("give a trace file or --generate".into())),
@@ -267,18 +258,15 @@ fn dispatch(cmd: Command, out: &mut dyn Write, err: &mut dyn Write) -> Result<i3
     }
 }
 
-fn path_str(p: &std::path::Path) -> String {
-    p.to_string_lossy().into_owned()
-}
-
 /// `vtd-nest run`: load, set up, run every step; exit 1 at the first mismatch.
 pub fn run_scenario(
-    path: &str,
+    file: &std::path::Path,
     quiet: bool,
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> Result<i32> {
-    let sc = scenario::load(path)?;
+    let sc = scenario::load(file)?;
+    let path = &sc.path;
     let base = scenario::Base::new(&sc)?;
     let mut world = scenario::World::new(&sc, &base);
     if !quiet {
@@ -339,13 +327,14 @@ pub enum ExplainTarget {
 
 /// `vtd-nest explain`.
 pub fn explain_scenario(
-    path: &str,
+    file: &std::path::Path,
     target: ExplainTarget,
     rep: &mut output::Report<'_>,
     err: &mut dyn Write,
 ) -> Result<i32> {
     use scenario::world::DmaSpec;
-    let sc = scenario::load(path)?;
+    let sc = scenario::load(file)?;
+    let path = sc.path.as_str();
     let (upto, spec, label) = match &target {
         ExplainTarget::Step(n) => {
             let at = sc.steps.get(n.wrapping_sub(1)).ok_or_else(|| {

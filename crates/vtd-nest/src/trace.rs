@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+use std::path::Path;
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -92,8 +93,10 @@ pub fn parse_line(line: &str) -> std::result::Result<Option<Dma>, String> {
 
 /// Read a whole trace: at most [`MAX_ACCESSES`] accesses, lines of at most 4 KiB of
 /// UTF-8, so a wrong file (say `/dev/zero`) fails fast instead of filling memory.
-pub fn read(path: &str) -> Result<Vec<Dma>> {
-    let file = std::fs::File::open(path).map_err(|source| Error::File {
+pub fn read(file: &Path) -> Result<Vec<Dma>> {
+    let shown = file.to_string_lossy();
+    let path: &str = &shown;
+    let file = std::fs::File::open(file).map_err(|source| Error::File {
         path: path.into(),
         source,
     })?;
@@ -152,7 +155,9 @@ pub fn read(path: &str) -> Result<Vec<Dma>> {
 /// `vtd-nest trace --generate`: `count` packets (nic) or I/Os (storage) into `path`
 /// (`-` for `out`), written as they are generated. A trace longer than a replay takes
 /// ([`MAX_ACCESSES`]) is refused before anything is written.
-pub fn generate(kind: TraceKind, count: u64, path: &str, out: &mut dyn Write) -> Result<()> {
+pub fn generate(kind: TraceKind, count: u64, file: &Path, out: &mut dyn Write) -> Result<()> {
+    let shown = file.to_string_lossy();
+    let path: &str = &shown;
     let nic = NicRx::default();
     let storage = Storage::default();
     let one = |n: u64, buf: &mut Vec<Dma>| match kind {
@@ -194,10 +199,10 @@ pub fn generate(kind: TraceKind, count: u64, path: &str, out: &mut dyn Write) ->
         }
         w.flush()
     };
-    if path == "-" {
+    if file == Path::new("-") {
         write(out)?;
     } else {
-        let file = std::fs::File::create(path).map_err(|source| Error::File {
+        let file = std::fs::File::create(file).map_err(|source| Error::File {
             path: path.into(),
             source,
         })?;
@@ -212,8 +217,10 @@ pub fn generate(kind: TraceKind, count: u64, path: &str, out: &mut dyn Write) ->
 
 /// `vtd-nest trace FILE`: map every page the trace touches, replay it `repeat` times, and
 /// report.
-pub fn replay(path: &str, repeat: u32, rep: &mut Report<'_>) -> Result<()> {
-    let dmas = read(path)?;
+pub fn replay(file: &Path, repeat: u32, rep: &mut Report<'_>) -> Result<()> {
+    let dmas = read(file)?;
+    let shown = file.to_string_lossy();
+    let path: &str = &shown;
     let total = (dmas.len() as u64).saturating_mul(repeat as u64);
     if total > MAX_TRANSLATIONS {
         return Err(Error::Usage(format!(

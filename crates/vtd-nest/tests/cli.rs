@@ -739,3 +739,48 @@ fn a_trace_over_a_million_distinct_pages_is_refused_before_mapping() {
         "{err}"
     );
 }
+
+/// The file named on the command line is the file opened and written, even when its name
+/// is not UTF-8 (it used to be opened under a lossy copy of the name, with U+FFFD).
+#[test]
+fn files_whose_names_are_not_utf8_are_the_ones_opened_and_written() {
+    use std::ffi::OsString;
+    use std::os::unix::ffi::OsStringExt;
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("non-utf8-names");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut name = b"scen\xff".to_vec();
+    let scenario = dir.join(OsString::from_vec(name.clone()));
+    std::fs::copy(repo().join("examples/scenarios/faults.toml"), &scenario).unwrap();
+    name.extend_from_slice(b".trace");
+    let trace = dir.join(OsString::from_vec(name));
+    let _ = std::fs::remove_file(&trace);
+    let run_os = |args: Vec<OsString>| {
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let mut argv = vec![OsString::from("vtd-nest")];
+        argv.extend(args);
+        let code = vtd_nest::main_with(argv, &mut out, &mut err);
+        (code, String::from_utf8_lossy(&err).into_owned())
+    };
+    let (code, err) = run_os(vec!["run".into(), "-q".into(), scenario.clone().into()]);
+    assert_eq!(code, 0, "{err}");
+    let (code, err) = run_os(vec![
+        "explain".into(),
+        scenario.into(),
+        "--step".into(),
+        "9".into(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let (code, err) = run_os(vec![
+        "trace".into(),
+        "--generate".into(),
+        "nic".into(),
+        "--count".into(),
+        "2".into(),
+        "-o".into(),
+        trace.clone().into(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(trace.exists(), "written under its own name");
+    let (code, err) = run_os(vec!["trace".into(), trace.into()]);
+    assert_eq!(code, 0, "{err}");
+}

@@ -85,15 +85,17 @@ impl Scenario {
     }
 }
 
-/// Read and check the scenario at `path` (at most [`MAX_FILE_BYTES`] of UTF-8).
-pub fn load(path: &str) -> Result<Scenario> {
+/// Read and check the scenario at `file` (at most [`MAX_FILE_BYTES`] of UTF-8).
+pub fn load(file: &std::path::Path) -> Result<Scenario> {
     use std::io::Read;
+    let shown = file.to_string_lossy();
+    let path: &str = &shown;
     let file_err = |source| Error::File {
         path: path.to_string(),
         source,
     };
     let mut bytes = Vec::new();
-    std::fs::File::open(path)
+    std::fs::File::open(file)
         .and_then(|f| f.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes))
         .map_err(file_err)?;
     let config_err = |msg: String| Error::Config {
