@@ -2,6 +2,7 @@
 //! x-scalable-mode=on`: second stage only, no nesting) with QEMU's `edu` device bound to
 //! vfio-pci.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use vtd_iommufd::uapi::{
@@ -10,6 +11,11 @@ use vtd_iommufd::uapi::{
 };
 use vtd_iommufd::vfio::{VFIO_PCI_BAR0_REGION_INDEX, VFIO_PCI_CONFIG_REGION_INDEX};
 use vtd_iommufd::{Errno, Iommufd, VfioDevice, VfioRegionInfo, VtdS1};
+
+use vtd_viommu::config::HostUnsupported;
+use vtd_viommu::{
+    GuestMemory, MemoryMap, NewDevice, Placement, Stage2, Stage2Policy, VIommu, VIommuError,
+};
 
 use crate::target::{Fd, Target};
 use crate::{Buffer, Case, Failure, Log, Outcome};
@@ -43,6 +49,14 @@ pub(crate) static CASES: &[Case] = &[
     Case {
         name: "dma.edu_round_trip_and_unmapped_blocked",
         run: dma_edu_round_trip,
+    },
+    Case {
+        name: "viommu.refuses_a_host_without_nesting",
+        run: viommu_refuses_a_host_without_nesting,
+    },
+    Case {
+        name: "viommu.stage2_from_the_memory_map_carries_dma",
+        run: viommu_stage2_carries_dma,
     },
 ];
 
@@ -250,13 +264,9 @@ fn edu_dma(
     Ok(false)
 }
 
-fn dma_edu_round_trip(t: &dyn Target, log: &mut Log) -> Outcome {
-    let src = Buffer::new(4096).map_err(|e| Failure(format!("mmap: {e}")))?;
-    let dst = Buffer::new(4096).map_err(|e| Failure(format!("mmap: {e}")))?;
-    for i in 0..4096 {
-        src.set(i, (i * 7 + 3) as u8);
-    }
-    let (ictx, dev, devid) = bound(t, log)?;
+/// Check edu's identity through its config space and BAR 0, and turn on memory decoding
+/// and bus mastering; returns BAR 0's region.
+fn edu_enable(dev: &VfioDevice<Fd>, log: &mut Log) -> Result<VfioRegionInfo, Failure> {
     let cfg = log.ok(
         "config_region",
         dev.region_info(VFIO_PCI_CONFIG_REGION_INDEX),
@@ -297,7 +307,17 @@ fn dma_edu_round_trip(t: &dyn Target, log: &mut Log) -> Outcome {
         format!("{:#010x}", u32::from_le_bytes(ident)),
         "0x010000ed".into(),
     )?;
+    Ok(bar)
+}
 
+fn dma_edu_round_trip(t: &dyn Target, log: &mut Log) -> Outcome {
+    let src = Buffer::new(4096).map_err(|e| Failure(format!("mmap: {e}")))?;
+    let dst = Buffer::new(4096).map_err(|e| Failure(format!("mmap: {e}")))?;
+    for i in 0..4096 {
+        src.set(i, (i * 7 + 3) as u8);
+    }
+    let (ictx, dev, devid) = bound(t, log)?;
+    let bar = edu_enable(&dev, log)?;
     let ioas = log.ok("ioas", ictx.ioas_alloc())?;
     let hwpt = log.ok(
         "hwpt",
@@ -338,5 +358,102 @@ fn dma_edu_round_trip(t: &dyn Target, log: &mut Log) -> Outcome {
     )?;
     let untouched = (0..4096).all(|i| dst.get(i) == 0);
     log.eq("unmapped_untouched", untouched, true)?;
+    log.ok("detach", dev.detach_pt())
+}
+
+/// 16 MiB of guest memory with the PC layout: RAM up to 0xC0000, a 64 KiB vBIOS ROM at
+/// 0xC0000, RAM from 1 MiB.
+fn pc_guest_memory() -> Result<Arc<GuestMemory>, Failure> {
+    GuestMemory::new(MemoryMap::pc(16 << 20))
+        .map(Arc::new)
+        .map_err(|e| Failure(format!("guest memory: {e}")))
+}
+
+/// The VMM's vIOMMU set up on this host: QEMU's unit has no nesting, so `VIommu::new`
+/// must refuse with that reason after one hw_info, and leave no object behind.
+fn viommu_refuses_a_host_without_nesting(t: &dyn Target, log: &mut Log) -> Outcome {
+    let ictx = Arc::new(t.iommufd()?);
+    let first = NewDevice {
+        name: "edu".into(),
+        guest_sid: 0x10,
+        vfio: t.edu()?,
+    };
+    match VIommu::new(Arc::clone(&ictx), pc_guest_memory()?, first, false) {
+        Ok(_) => {
+            return Err(Failure(
+                "VIommu::new accepted a host without nesting".into(),
+            ));
+        }
+        Err(e) => log.eq(
+            "error",
+            e.to_string(),
+            VIommuError::from(HostUnsupported::NoNesting).to_string(),
+        )?,
+    }
+    // The device went with its file, so nothing holds an id: the next object is 1.
+    let next = log.ok("ioas_after", ictx.ioas_alloc())?;
+    log.eq("next_id", next, 1)
+}
+
+/// The VMM's stage-2 builder on this host, with a plain paging HWPT (no nesting here):
+/// the PC memory map becomes IOAS mappings at IOVA = GPA, ROM read-only, and edu's DMA
+/// lands in guest RAM where the map says and cannot write the ROM.
+fn viommu_stage2_carries_dma(t: &dyn Target, log: &mut Log) -> Outcome {
+    let mem = pc_guest_memory()?;
+    let (ictx, dev, devid) = bound(t, log)?;
+    let ictx = Arc::new(ictx);
+    let bar = edu_enable(&dev, log)?;
+    let policy = Stage2Policy {
+        nest_parent: false,
+        erratum_772415: true,
+        dirty_tracking: false,
+    };
+    let stage2 =
+        Stage2::build(&ictx, devid, &mem, policy).map_err(|e| Failure(format!("stage 2: {e}")))?;
+    let plan: Vec<String> = stage2
+        .plan
+        .placements
+        .iter()
+        .map(|p| match p {
+            Placement::Mapped { region, writable } => {
+                format!("{}:{}", region.name, if *writable { "rw" } else { "ro" })
+            }
+            Placement::Skipped { region, .. } => format!("{}:out", region.name),
+        })
+        .collect();
+    log.eq("plan", plan.join(","), "ram-low:rw,vbios:ro,ram:rw".into())?;
+    log.eq("attach", dev.attach_pt(stage2.hwpt)?, stage2.hwpt)?;
+
+    let (src, dst, rom) = (0x20_0000u64, 0x30_0000u64, 0xC_0000u64);
+    let pattern: Vec<u8> = (0..4096).map(|i| (i * 13 + 5) as u8).collect();
+    let rom_before = vec![0xA5u8; 4096];
+    let write = |gpa: u64, data: &[u8]| {
+        mem.write(gpa, data)
+            .map_err(|e| Failure(format!("guest write {gpa:#x}: {e}")))
+    };
+    write(src, &pattern)?;
+    write(rom, &rom_before)?;
+    log.eq(
+        "dma_to_device_done",
+        edu_dma(&dev, &bar, src, EDU_BUF, 4096, 0)?,
+        true,
+    )?;
+    log.eq(
+        "dma_to_ram_done",
+        edu_dma(&dev, &bar, EDU_BUF, dst, 4096, CMD_TO_MEMORY)?,
+        true,
+    )?;
+    let mut got = vec![0u8; 4096];
+    mem.read(dst, &mut got)
+        .map_err(|e| Failure(format!("guest read: {e}")))?;
+    log.eq("ram_holds_the_pattern", got == pattern, true)?;
+    log.eq(
+        "dma_to_rom_done",
+        edu_dma(&dev, &bar, EDU_BUF, rom, 4096, CMD_TO_MEMORY)?,
+        true,
+    )?;
+    mem.read(rom, &mut got)
+        .map_err(|e| Failure(format!("guest read: {e}")))?;
+    log.eq("rom_untouched", got == rom_before, true)?;
     log.ok("detach", dev.detach_pt())
 }

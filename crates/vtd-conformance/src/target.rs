@@ -10,7 +10,7 @@ use vtd_spec::regs::{Cap, Ecap};
 use crate::{Failure, Suite};
 
 /// A file as the cases hold it.
-pub type Fd = Box<dyn IoctlFd>;
+pub type Fd = Box<dyn IoctlFd + Send + Sync>;
 
 /// The machine a case runs on.
 pub trait Target {
