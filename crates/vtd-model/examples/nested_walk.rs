@@ -4,14 +4,16 @@
 //!
 //! Run with `cargo run --release -p vtd-model --example nested_walk`.
 
-use vtd_model::build::{Format, Leaf, PageTable, ScalableTables, enable_translation};
+use vtd_model::build::{
+    Format, Leaf, PageTable, ScalableTables, enable_translation, nested_pasid_entry,
+};
 use vtd_model::config::UnitConfig;
 use vtd_model::mem::SparseMem;
 use vtd_model::request::Request;
 use vtd_model::trace::{SsPurpose, WalkEvent, WalkRecorder};
 use vtd_model::{PhysMem, Unit};
 use vtd_spec::addr::PageSize;
-use vtd_spec::pasid::{Fspm, PasidEntry, PasidEntryHi, PasidEntryLo, Pgtt};
+use vtd_spec::pasid::Fspm;
 
 const GUEST_BASE: u64 = 0x10_0000_0000;
 const SID: u16 = 0x0018;
@@ -50,19 +52,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     fs.map(IOVA, GPA, PageSize::Size4K, Leaf::read_write())?;
 
-    let entry = PasidEntry {
-        lo: PasidEntryLo::new()
-            .with_p(true)
-            .with_aw(2)
-            .with_pgtt(Pgtt::Nested)
-            .with_ssptptr(ss.root() >> 12)
-            .with_did(5)
-            .with_pwsnp(true),
-        hi: PasidEntryHi::new()
-            .with_fspm(Fspm::Level4)
-            .with_fsptptr(fs.root() >> 12),
-        rsvd: [0, 0],
-    };
+    let entry = nested_pasid_entry(ss.root(), fs.root(), Fspm::Level4, 5, 2);
     tables.set_pasid_entry(SID, 0, entry)?;
     enable_translation(&unit, tables.rtaddr())?;
 

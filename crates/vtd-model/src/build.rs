@@ -8,7 +8,10 @@ use vtd_spec::addr::{PageSize, table_index};
 use vtd_spec::context::{SM_CONTEXT_ENTRY_BYTES, SmContextEntry, SmContextEntryLo};
 use vtd_spec::first_stage::FsEntry;
 use vtd_spec::inv::RawDescriptor;
-use vtd_spec::pasid::{PASID_DIR_ENTRY_BYTES, PASID_ENTRY_BYTES, PasidDirEntry, PasidEntry};
+use vtd_spec::pasid::{
+    Fspm, PASID_DIR_ENTRY_BYTES, PASID_ENTRY_BYTES, PasidDirEntry, PasidEntry, PasidEntryHi,
+    PasidEntryLo, Pgtt,
+};
 use vtd_spec::regs::{GlobalCommand, GlobalStatus, Iqa, QueueIndex, RtAddr, Ttm, offset};
 use vtd_spec::root::{ROOT_ENTRY_BYTES, SmRootEntry};
 use vtd_spec::second_stage::SsEntry;
@@ -469,6 +472,33 @@ impl<'a, M: PhysMem, A: PageAlloc> ScalableTables<'a, M, A> {
             *w = self.mem.read_u64(addr + 8 * i as u64)?;
         }
         Ok(PasidEntry::from_words(words))
+    }
+}
+
+/// A present nested PASID entry (PGTT=011b, §3.3), as a driver writes one for a guest
+/// first stage over a host second stage: SSPTPTR `ss_root` (HPA), FSPTPTR `fs_root_gpa`
+/// (a GPA, translated by stage 2), first-stage paging mode `fspm`, domain `did`, stage-2
+/// address width `aw` (1 = 39-bit, 2 = 48-bit, 3 = 57-bit) and PWSNP=1. Every other field
+/// is zero.
+pub fn nested_pasid_entry(
+    ss_root: u64,
+    fs_root_gpa: u64,
+    fspm: Fspm,
+    did: u16,
+    aw: u8,
+) -> PasidEntry {
+    PasidEntry {
+        lo: PasidEntryLo::new()
+            .with_p(true)
+            .with_aw(aw)
+            .with_pgtt(Pgtt::Nested)
+            .with_ssptptr(ss_root >> 12)
+            .with_did(did)
+            .with_pwsnp(true),
+        hi: PasidEntryHi::new()
+            .with_fspm(fspm)
+            .with_fsptptr(fs_root_gpa >> 12),
+        rsvd: [0, 0],
     }
 }
 

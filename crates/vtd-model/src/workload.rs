@@ -7,9 +7,11 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use vtd_spec::addr::PageSize;
-use vtd_spec::pasid::{Fspm, PasidEntry, PasidEntryHi, PasidEntryLo, Pgtt};
+use vtd_spec::pasid::Fspm;
 
-use crate::build::{BuildError, Format, Leaf, PageTable, ScalableTables, enable_translation};
+use crate::build::{
+    BuildError, Format, Leaf, PageTable, ScalableTables, enable_translation, nested_pasid_entry,
+};
 use crate::cache::CacheConfig;
 use crate::config::{ConfigError, UnitConfig};
 use crate::mem::FlatMem;
@@ -279,19 +281,7 @@ impl NestedBench {
                 || next_table.fetch_add(4096, Ordering::Relaxed),
                 |g| g + Self::GUEST_BASE,
             );
-            let entry = PasidEntry {
-                lo: PasidEntryLo::new()
-                    .with_p(true)
-                    .with_aw(2)
-                    .with_pgtt(Pgtt::Nested)
-                    .with_ssptptr(ss.root() >> 12)
-                    .with_did(3)
-                    .with_pwsnp(true),
-                hi: PasidEntryHi::new()
-                    .with_fspm(Fspm::Level4)
-                    .with_fsptptr(fs.root() >> 12),
-                rsvd: [0, 0],
-            };
+            let entry = nested_pasid_entry(ss.root(), fs.root(), Fspm::Level4, 3, 2);
             tables.set_pasid_entry(Self::SID, Self::PASID, entry)?;
             enable_translation(&unit, tables.rtaddr())?;
             fs.root()

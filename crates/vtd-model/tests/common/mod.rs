@@ -5,13 +5,15 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use vtd_model::build::{Format, Leaf, PageTable, ScalableTables, enable_translation};
+use vtd_model::build::{
+    Format, Leaf, PageTable, ScalableTables, enable_translation, nested_pasid_entry,
+};
 use vtd_model::cache::CacheConfig;
 use vtd_model::config::UnitConfig;
 use vtd_model::mem::{PhysMem, SparseMem};
 use vtd_model::unit::Unit;
 use vtd_spec::addr::PageSize;
-use vtd_spec::pasid::{Fspm, PasidEntry, PasidEntryHi, PasidEntryLo, Pgtt};
+use vtd_spec::pasid::{Fspm, PasidEntry};
 
 /// Guest-physical address `g` lives at host-physical `g + GUEST_BASE`.
 pub const GUEST_BASE: u64 = 0x10_0000_0000;
@@ -152,24 +154,12 @@ fn guest_table<'a>(
     })
 }
 
-/// A nested PASID entry: PGTT=011b, PWSNP=1, DID [`DID`].
+/// A nested PASID entry: PGTT=011b, PWSNP=1, DID [`DID`], FSPM from `fs_levels`.
 pub fn nested_entry(ss_root: u64, fs_root_gpa: u64, fs_levels: u8, aw: u8) -> PasidEntry {
     let fspm = if fs_levels == 5 {
         Fspm::Level5
     } else {
         Fspm::Level4
     };
-    PasidEntry {
-        lo: PasidEntryLo::new()
-            .with_p(true)
-            .with_aw(aw)
-            .with_pgtt(Pgtt::Nested)
-            .with_ssptptr(ss_root >> 12)
-            .with_did(DID)
-            .with_pwsnp(true),
-        hi: PasidEntryHi::new()
-            .with_fspm(fspm)
-            .with_fsptptr(fs_root_gpa >> 12),
-        rsvd: [0, 0],
-    }
+    nested_pasid_entry(ss_root, fs_root_gpa, fspm, DID, aw)
 }
