@@ -43,19 +43,7 @@ fn req(iova: u64) -> Request {
 fn iotlb_hit(c: &mut Criterion) {
     let b = bench(PageSize::Size2M, CacheConfig::default());
     let pages = 256u64;
-    let mut fs = b.fs();
-    for p in 0..pages {
-        fs.map(
-            0x4000_0000 + p * 4096,
-            0x10_0000 + p * 4096,
-            PageSize::Size4K,
-            Leaf::read_write(),
-        )
-        .unwrap();
-    }
-    let reqs: Vec<Request> = (0..pages)
-        .map(|p| req(0x4000_0000 + p * 4096 + 0x40))
-        .collect();
+    let reqs = b.map_hot_pages(pages).unwrap();
     for r in &reqs {
         b.unit.translate(r).unwrap();
     }

@@ -311,6 +311,24 @@ impl NestedBench {
         Request::read(Self::SID, iova).with_pasid(Self::PASID)
     }
 
+    /// Map `pages` 4 KiB pages, IOVA `0x4000_0000 + 4096·p` onto GPA `0x10_0000 + 4096·p`,
+    /// and return one read inside each: the working set of the IOTLB-hit measurement
+    /// (one IOTLB entry per page, §6.4).
+    pub fn map_hot_pages(&self, pages: u64) -> Result<Vec<Request>, FixtureError> {
+        let mut fs = self.fs();
+        for p in 0..pages {
+            fs.map(
+                0x4000_0000 + p * 4096,
+                0x10_0000 + p * 4096,
+                PageSize::Size4K,
+                Leaf::read_write(),
+            )?;
+        }
+        Ok((0..pages)
+            .map(|p| Self::read(0x4000_0000 + p * 4096 + 0x40))
+            .collect())
+    }
+
     /// Map the ring and buffers of NIC queue `q` (its own ring and 4096 buffers, 1 MiB of
     /// guest memory per queue apart) and return two passes over every buffer.
     pub fn nic_queue(&self, q: u64) -> Result<Vec<Dma>, FixtureError> {

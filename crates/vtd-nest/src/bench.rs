@@ -92,21 +92,7 @@ pub fn run(quick: bool, rep: &mut Report<'_>) -> Result<()> {
     // IOTLB hit ÷ HashMap lookup over the same 256 (sid, pasid, page) keys.
     let b = NestedBench::new(PageSize::Size2M, CacheConfig::default()).map_err(fixture)?;
     let pages = 256u64;
-    {
-        let mut fs = b.fs();
-        for p in 0..pages {
-            fs.map(
-                0x4000_0000 + p * 4096,
-                0x10_0000 + p * 4096,
-                PageSize::Size4K,
-                Leaf::read_write(),
-            )
-            .map_err(|e| fixture(e.into()))?;
-        }
-    }
-    let reqs: Vec<Request> = (0..pages)
-        .map(|p| NestedBench::read(0x4000_0000 + p * 4096 + 0x40))
-        .collect();
+    let reqs = b.map_hot_pages(pages).map_err(fixture)?;
     for r in &reqs {
         let _ = b.unit.translate(r);
     }
