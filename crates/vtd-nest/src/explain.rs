@@ -124,43 +124,44 @@ fn fs_entry_bits(v: u64, level: u8, leaf: bool) -> String {
     if leaf {
         s += &format!(" D={}", bit(v, 6));
     }
-    if (2..=3).contains(&level) {
-        s += &format!(" PS={}", bit(v, 7));
-    }
+    s += &ps_bit(v, level);
     if bit(v, 0) == 0 {
         return s + "  → not present";
     }
-    let addr = v & 0x000F_FFFF_FFFF_F000;
-    if leaf {
-        let size = PageSize::from_level(level).unwrap_or(PageSize::Size4K);
-        s + &format!(
-            "  → {} page at GPA {:#x}",
-            size_name(size),
-            addr & !size.offset_mask()
-        )
-    } else {
-        s + &format!("  → next table at GPA {addr:#x}")
-    }
+    s + &points_to(v, level, leaf, "GPA ", "GPA ")
 }
 
 fn ss_entry_bits(v: u64, level: u8, leaf: bool) -> String {
     let mut s = format!("R={} W={}", bit(v, 0), bit(v, 1));
-    if (2..=3).contains(&level) {
-        s += &format!(" PS={}", bit(v, 7));
-    }
+    s += &ps_bit(v, level);
     if v & 3 == 0 {
         return s + "  → not present";
     }
+    s + &points_to(v, level, leaf, "HPA ", "")
+}
+
+/// ` PS=…` for the levels where bit 7 is the page-size bit (both stages, §4.2 and §5.2).
+fn ps_bit(v: u64, level: u8) -> String {
+    if (2..=3).contains(&level) {
+        format!(" PS={}", bit(v, 7))
+    } else {
+        String::new()
+    }
+}
+
+/// Where a present paging entry of either stage leads: the page it maps, when `leaf`, or
+/// the next table; the address spaces are named by the prefixes (`"GPA "`, `"HPA "`, `""`).
+fn points_to(v: u64, level: u8, leaf: bool, page_space: &str, table_space: &str) -> String {
     let addr = v & 0x000F_FFFF_FFFF_F000;
     if leaf {
         let size = PageSize::from_level(level).unwrap_or(PageSize::Size4K);
-        s + &format!(
-            "  → {} page at HPA {:#x}",
+        format!(
+            "  → {} page at {page_space}{:#x}",
             size_name(size),
             addr & !size.offset_mask()
         )
     } else {
-        s + &format!("  → next table at {addr:#x}")
+        format!("  → next table at {table_space}{addr:#x}")
     }
 }
 
