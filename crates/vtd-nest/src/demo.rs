@@ -201,13 +201,7 @@ pub fn run(rep: &mut Report<'_>) -> Result<()> {
             Leaf::read_write(),
         )
         .map_err(guest_err)?;
-    let fs = FirstStage {
-        root,
-        levels: 4,
-        sre: false,
-        wpe: false,
-        eafe: false,
-    };
+    let fs = FirstStage::new(root, 4);
     let _ = viommu.take_events();
     driver
         .set_pasid(GUEST_SID, 0, GuestPasid::FirstStage { fs, did: DID })

@@ -108,6 +108,20 @@ pub struct FirstStage {
     pub eafe: bool,
 }
 
+impl FirstStage {
+    /// A stage 1 rooted at GPA `root` with `levels` (4 or 5) levels that serves
+    /// user-privilege requests only: SRE, WPE and EAFE clear (§3.3).
+    pub const fn new(root: u64, levels: u8) -> Self {
+        Self {
+            root,
+            levels,
+            sre: false,
+            wpe: false,
+            eafe: false,
+        }
+    }
+}
+
 /// What the guest puts in a PASID entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GuestPasid {

@@ -6,13 +6,11 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{Setup, setup};
+use common::{Setup, guest_maps, map_4k, setup};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap, IommuMemory};
-use vtd_model::build::Leaf;
-use vtd_spec::addr::PageSize;
 use vtd_viommu::GuestMemory;
 use vtd_viommu::emulated::DeviceIommu;
-use vtd_viommu::guest::{FirstStage, GuestDriver, GuestPasid};
+use vtd_viommu::guest::{GuestDriver, GuestPasid};
 
 /// Where the guest sees the emulated device (00:04.0).
 const EMU_SID: u16 = 0x0020;
@@ -33,23 +31,8 @@ fn device_memory(s: &Setup) -> Dma {
 
 /// The guest maps `IOVA → GPA` for the emulated device with a first-stage entry.
 fn guest_maps_device<'a>(s: &'a Setup, driver: &mut GuestDriver<'a, Arc<GuestMemory>>) -> u64 {
-    driver.add_device(EMU_SID).unwrap();
-    let root = driver.new_stage1(4).root();
-    driver
-        .map(root, 4, IOVA, GPA, PageSize::Size4K, Leaf::read_write())
-        .unwrap();
-    let fs = FirstStage {
-        root,
-        levels: 4,
-        sre: false,
-        wpe: false,
-        eafe: false,
-    };
-    driver
-        .set_pasid(EMU_SID, 0, GuestPasid::FirstStage { fs, did: EMU_DID })
-        .unwrap();
     let _ = s;
-    root
+    guest_maps(driver, EMU_SID, EMU_DID, IOVA, GPA)
 }
 
 #[test]
@@ -100,16 +83,7 @@ fn remapped_iova_is_stale_until_the_guest_invalidates() {
     s.mem.write(GPA + 0x1000, &[2]).unwrap();
     let dma = device_memory(&s);
     assert_eq!(dma.read_obj::<u8>(GuestAddress(IOVA)).unwrap(), 1);
-    driver
-        .map(
-            root,
-            4,
-            IOVA,
-            GPA + 0x1000,
-            PageSize::Size4K,
-            Leaf::read_write(),
-        )
-        .unwrap();
+    map_4k(&driver, root, IOVA, GPA + 0x1000);
     assert_eq!(dma.read_obj::<u8>(GuestAddress(IOVA)).unwrap(), 1);
     driver.invalidate(EMU_DID, 0, Some(IOVA), 0, true).unwrap();
     assert_eq!(dma.read_obj::<u8>(GuestAddress(IOVA)).unwrap(), 2);
@@ -134,16 +108,7 @@ fn device_model_reads_the_vbios_but_its_writes_to_it_are_refused() {
     s.mem.write(0xC_0000, &[0x55; 8]).unwrap();
     let mut driver = GuestDriver::boot(s.viommu.unit(), s.mem.clone(), &s.pages).unwrap();
     let root = guest_maps_device(&s, &mut driver);
-    driver
-        .map(
-            root,
-            4,
-            IOVA + 0x1000,
-            0xC_0000,
-            PageSize::Size4K,
-            Leaf::read_write(),
-        )
-        .unwrap();
+    map_4k(&driver, root, IOVA + 0x1000, 0xC_0000);
     driver.invalidate(EMU_DID, 0, None, 0, false).unwrap();
     let dma = device_memory(&s);
     assert_eq!(

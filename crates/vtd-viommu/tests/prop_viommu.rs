@@ -332,16 +332,6 @@ fn fresh_target(s: &Setup, sid: u16) -> Target {
     }
 }
 
-fn first_stage(root: u64, levels: u8) -> FirstStage {
-    FirstStage {
-        root,
-        levels,
-        sre: false,
-        wpe: false,
-        eafe: false,
-    }
-}
-
 fn raw(lo: u128) -> RawDescriptor {
     RawDescriptor { lo, hi: 0 }
 }
@@ -489,7 +479,7 @@ fn dma_stays_in_guest_ram(
         // A mapping under a larger page is refused; the guest's tables stay as they were.
         let _ = driver.map(root, levels, m.iova, m.gpa, m.size, leaf);
     }
-    let fs = first_stage(root, levels);
+    let fs = FirstStage::new(root, levels);
     driver
         .set_pasid(GUEST_SID, 0, GuestPasid::FirstStage { fs, did })
         .unwrap();
@@ -875,7 +865,7 @@ fn guest_garbage_is_contained(
                 .unwrap();
         }
     }
-    let fs = first_stage(root4, 4);
+    let fs = FirstStage::new(root4, 4);
     driver
         .set_pasid(GUEST_SID, 0, GuestPasid::FirstStage { fs, did: 1 })
         .unwrap();
@@ -926,11 +916,11 @@ fn guest_garbage_is_contained(
             Garbage::Sane(spec) => {
                 let what = match *spec {
                     GuestPasidSpec::First { five: false, did } => GuestPasid::FirstStage {
-                        fs: first_stage(root4, 4),
+                        fs: FirstStage::new(root4, 4),
                         did,
                     },
                     GuestPasidSpec::First { five: true, did } => GuestPasid::FirstStage {
-                        fs: first_stage(root5, 5),
+                        fs: FirstStage::new(root5, 5),
                         did,
                     },
                     GuestPasidSpec::PassThrough { did } => GuestPasid::PassThrough { did },
@@ -1467,7 +1457,7 @@ fn forwarding_is_complete(mut did: u16, remaps: Vec<Remap>) -> Result<(), TestCa
     }
     for sid in [GUEST_SID, GUEST_SSD_SID] {
         driver.add_device(sid).unwrap();
-        let fs = first_stage(root, 4);
+        let fs = FirstStage::new(root, 4);
         driver
             .set_pasid(sid, 0, GuestPasid::FirstStage { fs, did })
             .unwrap();
@@ -1509,7 +1499,7 @@ fn forwarding_is_complete(mut did: u16, remaps: Vec<Remap>) -> Result<(), TestCa
             s.faults.arm_times(request, Errno::EINVAL, r.host_fails);
         }
         if let Inv::SwitchDomain { to } = r.inv {
-            let fs = first_stage(root, 4);
+            let fs = FirstStage::new(root, 4);
             for sid in [GUEST_SID, GUEST_SSD_SID] {
                 driver
                     .set_pasid(sid, 0, GuestPasid::FirstStage { fs, did: to })
@@ -1548,7 +1538,7 @@ fn forwarding_is_complete(mut did: u16, remaps: Vec<Remap>) -> Result<(), TestCa
         }
         if !blocked.is_empty() {
             // The guest's next PASID-cache invalidation gives the device a fresh HWPT.
-            let fs = first_stage(root, 4);
+            let fs = FirstStage::new(root, 4);
             driver
                 .set_pasid(GUEST_SID, 0, GuestPasid::FirstStage { fs, did })
                 .unwrap();

@@ -4,10 +4,8 @@
 
 mod common;
 
-use common::{DID, GPA, GUEST_SID, IOVA, dma_read, guest_maps_nic, setup};
+use common::{DID, GPA, GUEST_SID, IOVA, dma_read, guest_maps_nic, map_4k, set_stage1, setup};
 use vtd_kernel::DmaError;
-use vtd_model::build::Leaf;
-use vtd_spec::addr::PageSize;
 use vtd_spec::fault::FaultReason;
 use vtd_viommu::guest::{GuestDriver, GuestPasid};
 use vtd_viommu::shadow::{Attachment, BlockReason, Target};
@@ -66,16 +64,7 @@ fn guest_remap_is_stale_until_its_invalidation_is_forwarded() {
     s.mem.write(GPA, &[1; 8]).unwrap();
     s.mem.write(GPA + 0x1000, &[2; 8]).unwrap();
     assert_eq!(dma_read(&s, IOVA, 8).unwrap(), vec![1; 8]);
-    driver
-        .map(
-            root,
-            4,
-            IOVA,
-            GPA + 0x1000,
-            PageSize::Size4K,
-            Leaf::read_write(),
-        )
-        .unwrap();
+    map_4k(&driver, root, IOVA, GPA + 0x1000);
     assert_eq!(
         dma_read(&s, IOVA, 8).unwrap(),
         vec![1; 8],
@@ -96,16 +85,7 @@ fn dma_to_the_vbios_faults_in_stage2_and_reaches_the_guest_fault_log() {
     let s = setup();
     let mut driver = GuestDriver::boot(s.viommu.unit(), s.mem.clone(), &s.pages).unwrap();
     let root = guest_maps_nic(&s, &mut driver);
-    driver
-        .map(
-            root,
-            4,
-            IOVA + 0x1000,
-            0xC_0000,
-            PageSize::Size4K,
-            Leaf::read_write(),
-        )
-        .unwrap();
+    map_4k(&driver, root, IOVA + 0x1000, 0xC_0000);
     let fault = match dma_read(&s, IOVA + 0x1000, 4) {
         Err(DmaError::Fault(f)) => *f,
         other => panic!("expected a fault, got {other:?}"),
@@ -203,26 +183,10 @@ fn a_refused_detach_is_retried_and_the_record_stays_what_the_host_has() {
 #[test]
 fn a_device_assigned_while_the_guest_changes_its_entry_ends_up_on_the_new_entry() {
     use std::sync::mpsc;
-    use vtd_viommu::guest::FirstStage;
 
     let s = common::setup_with(vtd_viommu::MemoryMap::pc(16 << 20), false);
     let mut driver = GuestDriver::boot(s.viommu.unit(), s.mem.clone(), &s.pages).unwrap();
-    driver.add_device(common::GUEST_SSD_SID).unwrap();
-    let root = driver.new_stage1(4).root();
-    let fs = FirstStage {
-        root,
-        levels: 4,
-        sre: false,
-        wpe: false,
-        eafe: false,
-    };
-    driver
-        .set_pasid(
-            common::GUEST_SSD_SID,
-            0,
-            GuestPasid::FirstStage { fs, did: DID },
-        )
-        .unwrap();
+    common::guest_points_at_new_stage1(&mut driver, common::GUEST_SSD_SID, DID);
     // The guest switches the SSD to pass-through (and invalidates) while the VMM is
     // between reading the old entry and adding the device to its list.
     let (go, wait) = mpsc::channel();
@@ -243,15 +207,9 @@ fn a_device_assigned_while_the_guest_changes_its_entry_ends_up_on_the_new_entry(
                 )
                 .unwrap();
         });
-        let ssd = vtd_viommu::NewDevice {
-            name: "ssd0".into(),
-            guest_sid: common::GUEST_SSD_SID,
-            vfio: vtd_iommufd::VfioDevice::new(common::flaky(
-                s.platform.open_vfio(1).unwrap(),
-                &s.faults,
-            )),
-        };
-        s.viommu.add_device(ssd).unwrap();
+        s.viommu
+            .add_device(common::ssd(&s.platform, &s.faults))
+            .unwrap();
     });
     assert_eq!(s.viommu.attachment("ssd0"), Some(Attachment::Parent));
 }
@@ -260,35 +218,14 @@ fn a_device_assigned_while_the_guest_changes_its_entry_ends_up_on_the_new_entry(
 fn a_device_whose_guest_stage1_the_host_refuses_is_assigned_blocked() {
     let s = setup();
     let mut driver = GuestDriver::boot(s.viommu.unit(), s.mem.clone(), &s.pages).unwrap();
-    driver.add_device(common::GUEST_SSD_SID).unwrap();
-    let root = driver.new_stage1(4).root();
-    let fs = vtd_viommu::guest::FirstStage {
-        root,
-        levels: 4,
-        sre: false,
-        wpe: false,
-        eafe: false,
-    };
-    driver
-        .set_pasid(
-            common::GUEST_SSD_SID,
-            0,
-            GuestPasid::FirstStage { fs, did: DID },
-        )
-        .unwrap();
+    common::guest_points_at_new_stage1(&mut driver, common::GUEST_SSD_SID, DID);
     s.faults.arm(
         vtd_iommufd::ioctl::IOMMU_HWPT_ALLOC,
         vtd_iommufd::Errno::ENOMEM,
     );
-    let ssd = vtd_viommu::NewDevice {
-        name: "ssd0".into(),
-        guest_sid: common::GUEST_SSD_SID,
-        vfio: vtd_iommufd::VfioDevice::new(common::flaky(
-            s.platform.open_vfio(1).unwrap(),
-            &s.faults,
-        )),
-    };
-    s.viommu.add_device(ssd).unwrap();
+    s.viommu
+        .add_device(common::ssd(&s.platform, &s.faults))
+        .unwrap();
     assert_eq!(s.viommu.attachment("ssd0"), Some(Attachment::Blocked));
     assert!(s.viommu.take_events().iter().any(|e| matches!(
         e,
@@ -347,12 +284,7 @@ fn a_refused_flush_is_retried_whole_and_then_blocks_rather_than_serving_stale_dm
     s.mem.write(GPA, &[1; 8]).unwrap();
     s.mem.write(GPA + 0x1000, &[2; 8]).unwrap();
     s.mem.write(GPA + 0x2000, &[3; 8]).unwrap();
-    let remap = |driver: &GuestDriver<'_, _>, gpa| {
-        let leaf = Leaf::read_write();
-        driver
-            .map(root, 4, IOVA, gpa, PageSize::Size4K, leaf)
-            .unwrap();
-    };
+    let remap = |driver: &GuestDriver<'_, _>, gpa| map_4k(driver, root, IOVA, gpa);
     let invalidate = vtd_iommufd::ioctl::IOMMU_HWPT_INVALIDATE;
     assert_eq!(dma_read(&s, IOVA, 8).unwrap(), vec![1; 8]);
     // The range is refused; the whole flush that follows goes through.
@@ -368,16 +300,7 @@ fn a_refused_flush_is_retried_whole_and_then_blocks_rather_than_serving_stale_dm
     driver.invalidate(DID, 0, Some(IOVA), 0, true).unwrap();
     assert_eq!(s.viommu.attachment("nic0"), Some(Attachment::Blocked));
     assert!(matches!(dma_read(&s, IOVA, 8), Err(DmaError::Fault(_))));
-    let fs = vtd_viommu::guest::FirstStage {
-        root,
-        levels: 4,
-        sre: false,
-        wpe: false,
-        eafe: false,
-    };
-    driver
-        .set_pasid(GUEST_SID, 0, GuestPasid::FirstStage { fs, did: DID })
-        .unwrap();
+    set_stage1(&mut driver, GUEST_SID, root, DID);
     assert_eq!(dma_read(&s, IOVA, 8).unwrap(), vec![3; 8]);
 }
 
@@ -391,20 +314,8 @@ fn moving_the_entry_to_another_domain_leaves_nothing_the_old_domain_cached() {
     assert_eq!(dma_read(&s, IOVA, 8).unwrap(), vec![1; 8]);
     // The guest remaps under the old domain without flushing it yet, moves the entry to
     // domain DID + 1 (same stage 1), then flushes the old domain, as hardware allows.
-    let leaf = Leaf::read_write();
-    driver
-        .map(root, 4, IOVA, GPA + 0x1000, PageSize::Size4K, leaf)
-        .unwrap();
-    let fs = vtd_viommu::guest::FirstStage {
-        root,
-        levels: 4,
-        sre: false,
-        wpe: false,
-        eafe: false,
-    };
-    driver
-        .set_pasid(GUEST_SID, 0, GuestPasid::FirstStage { fs, did: DID + 1 })
-        .unwrap();
+    map_4k(&driver, root, IOVA, GPA + 0x1000);
+    set_stage1(&mut driver, GUEST_SID, root, DID + 1);
     driver.invalidate(DID, 0, None, 0, false).unwrap();
     assert!(matches!(
         s.viommu.attachment("nic0"),

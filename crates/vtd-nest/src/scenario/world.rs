@@ -682,11 +682,8 @@ impl<'a> World<'a> {
                         let (root, levels) = self.table(table.as_deref().unwrap_or(""))?;
                         GuestPasid::FirstStage {
                             fs: FirstStage {
-                                root,
-                                levels,
                                 sre: *sre,
-                                wpe: false,
-                                eafe: false,
+                                ..FirstStage::new(root, levels)
                             },
                             did,
                         }

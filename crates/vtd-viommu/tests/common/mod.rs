@@ -122,32 +122,16 @@ pub const GUEST_SSD_SID: u16 = 0x0020;
 pub fn setup_with(map: MemoryMap, with_ssd: bool) -> Setup {
     let platform = Platform::new(PlatformDesc::sapphire_rapids()).unwrap();
     let faults = Faults::default();
-    let flaky = |inner| Flaky {
-        inner,
-        faults: faults.clone(),
-    };
-    let iommufd = Arc::new(Iommufd::new(flaky(platform.open_iommufd())));
-    let vfio = |index| {
-        let inner = platform.open_vfio(index).unwrap();
-        vtd_iommufd::VfioDevice::new(Flaky {
-            inner,
-            faults: faults.clone(),
-        })
-    };
+    let iommufd = Arc::new(Iommufd::new(flaky(platform.open_iommufd(), &faults)));
     let mem = Arc::new(GuestMemory::new(map).unwrap());
     let nic = NewDevice {
         name: "nic0".into(),
         guest_sid: GUEST_SID,
-        vfio: vfio(0),
+        vfio: vtd_iommufd::VfioDevice::new(flaky(platform.open_vfio(0).unwrap(), &faults)),
     };
     let viommu = VIommu::new(iommufd, mem.clone(), nic, false).unwrap();
     if with_ssd {
-        let ssd = NewDevice {
-            name: "ssd0".into(),
-            guest_sid: GUEST_SSD_SID,
-            vfio: vfio(1),
-        };
-        viommu.add_device(ssd).unwrap();
+        viommu.add_device(ssd(&platform, &faults)).unwrap();
     }
     let pages = GuestPages::new(mem.clone(), TABLE_POOL, 1 << 20);
     Setup {
@@ -167,21 +151,63 @@ pub fn dma_read(s: &Setup, iova: u64, len: usize) -> Result<Vec<u8>, DmaError> {
 /// The guest boots its IOMMU driver, gives the NIC a stage 1 mapping IOVA → GPA, and
 /// points the NIC's PASID entry at it.
 pub fn guest_maps_nic<'a>(s: &'a Setup, driver: &mut GuestDriver<'a, Arc<GuestMemory>>) -> u64 {
-    driver.add_device(GUEST_SID).unwrap();
-    let root = driver.new_stage1(4).root();
-    driver
-        .map(root, 4, IOVA, GPA, PageSize::Size4K, Leaf::read_write())
-        .unwrap();
-    let fs = FirstStage {
-        root,
-        levels: 4,
-        sre: false,
-        wpe: false,
-        eafe: false,
-    };
-    driver
-        .set_pasid(GUEST_SID, 0, GuestPasid::FirstStage { fs, did: DID })
-        .unwrap();
     let _ = s;
+    guest_maps(driver, GUEST_SID, DID, IOVA, GPA)
+}
+
+/// The guest gives device `sid` a context entry and a fresh 4-level stage 1 mapping
+/// `iova` → `gpa`, then points its PASID-0 entry at it in domain `did`; returns the
+/// stage-1 root.
+pub fn guest_maps(
+    driver: &mut GuestDriver<'_, Arc<GuestMemory>>,
+    sid: u16,
+    did: u16,
+    iova: u64,
+    gpa: u64,
+) -> u64 {
+    driver.add_device(sid).unwrap();
+    let root = driver.new_stage1(4).root();
+    map_4k(driver, root, iova, gpa);
+    set_stage1(driver, sid, root, did);
     root
+}
+
+/// The guest gives device `sid` a context entry and points its PASID-0 entry, domain
+/// `did`, at a fresh empty 4-level stage 1; returns the stage-1 root.
+pub fn guest_points_at_new_stage1(
+    driver: &mut GuestDriver<'_, Arc<GuestMemory>>,
+    sid: u16,
+    did: u16,
+) -> u64 {
+    driver.add_device(sid).unwrap();
+    let root = driver.new_stage1(4).root();
+    set_stage1(driver, sid, root, did);
+    root
+}
+
+/// The guest points the PASID-0 entry of `sid` at the 4-level stage 1 at `root`, domain
+/// `did` (and invalidates, as [`GuestDriver::set_pasid`] does).
+pub fn set_stage1(driver: &mut GuestDriver<'_, Arc<GuestMemory>>, sid: u16, root: u64, did: u16) {
+    let fs = FirstStage::new(root, 4);
+    driver
+        .set_pasid(sid, 0, GuestPasid::FirstStage { fs, did })
+        .unwrap();
+}
+
+/// The guest maps (or remaps) the 4 KiB page `iova` → `gpa`, read-write, in the 4-level
+/// stage 1 at `root`, without invalidating.
+pub fn map_4k(driver: &GuestDriver<'_, Arc<GuestMemory>>, root: u64, iova: u64, gpa: u64) {
+    driver
+        .map(root, 4, iova, gpa, PageSize::Size4K, Leaf::read_write())
+        .unwrap();
+}
+
+/// The platform's `ssd0` (VFIO device 1) as the VMM assigns it, at [`GUEST_SSD_SID`],
+/// its file behind `faults`.
+pub fn ssd(platform: &Platform, faults: &Faults) -> NewDevice<Flaky<VfioDeviceFile>> {
+    NewDevice {
+        name: "ssd0".into(),
+        guest_sid: GUEST_SSD_SID,
+        vfio: vtd_iommufd::VfioDevice::new(flaky(platform.open_vfio(1).unwrap(), faults)),
+    }
 }
