@@ -92,11 +92,12 @@ pub fn parse_line(line: &str) -> std::result::Result<Option<Dma>, String> {
 }
 
 /// Read a whole trace: at most [`MAX_ACCESSES`] accesses, lines of at most 4 KiB of
-/// UTF-8, so a wrong file (say `/dev/zero`) fails fast instead of filling memory.
+/// UTF-8, so a wrong file fails fast instead of filling memory; only regular files are
+/// read, so a FIFO cannot block it.
 pub fn read(file: &Path) -> Result<Vec<Dma>> {
     let shown = file.to_string_lossy();
     let path: &str = &shown;
-    let file = std::fs::File::open(file).map_err(|source| Error::File {
+    let file = crate::error::open_input(file).map_err(|source| Error::File {
         path: path.into(),
         source,
     })?;

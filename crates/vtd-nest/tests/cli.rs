@@ -312,6 +312,33 @@ fn missing_file_is_one_line() {
 }
 
 #[test]
+fn a_fifo_as_input_is_refused_without_blocking() {
+    let fifo = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("input.fifo");
+    let _ = std::fs::remove_file(&fifo);
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    assert!(made.is_ok_and(|s| s.success()), "mkfifo");
+    for cmd in ["run", "trace"] {
+        let (code, _, err) = run(&[cmd, fifo.to_str().unwrap()]);
+        assert_eq!(code, 2, "{cmd}");
+        assert_one_line_error(&err);
+        assert!(err.contains("not a regular file"), "{cmd}: {err}");
+    }
+    let _ = std::fs::remove_file(&fifo);
+}
+
+#[test]
+fn a_directory_or_device_as_input_is_refused() {
+    for path in [".", "/dev/zero"] {
+        for cmd in ["run", "trace"] {
+            let (code, _, err) = run(&[cmd, path]);
+            assert_eq!(code, 2, "{cmd} {path}");
+            assert_one_line_error(&err);
+            assert!(err.contains("not a regular file"), "{cmd} {path}: {err}");
+        }
+    }
+}
+
+#[test]
 fn malformed_trace_line_names_the_line() {
     let path = temp(
         "bad.trace",

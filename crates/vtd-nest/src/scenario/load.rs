@@ -95,7 +95,7 @@ pub fn load(file: &std::path::Path) -> Result<Scenario> {
         source,
     };
     let mut bytes = Vec::new();
-    std::fs::File::open(file)
+    crate::error::open_input(file)
         .and_then(|f| f.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes))
         .map_err(file_err)?;
     let config_err = |msg: String| Error::Config {
