@@ -74,6 +74,19 @@ pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, col)
 }
 
+/// Open `path` for reading if it is a regular file. Anything else (a FIFO, a device, a
+/// directory) is refused before opening: opening a FIFO blocks until a writer comes, and a
+/// device such as `/dev/zero` never ends.
+pub fn open_input(path: &std::path::Path) -> io::Result<std::fs::File> {
+    if !std::fs::metadata(path)?.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    std::fs::File::open(path)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -86,17 +99,4 @@ mod tests {
         assert_eq!(line_col(text, 15), (3, 3));
         assert_eq!(line_col(text, 999), (4, 1));
     }
-}
-
-/// Open `path` for reading if it is a regular file. Anything else (a FIFO, a device, a
-/// directory) is refused before opening: opening a FIFO blocks until a writer comes, and a
-/// device such as `/dev/zero` never ends.
-pub fn open_input(path: &std::path::Path) -> io::Result<std::fs::File> {
-    if !std::fs::metadata(path)?.is_file() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "not a regular file",
-        ));
-    }
-    std::fs::File::open(path)
 }
