@@ -17,6 +17,8 @@ const IOVA: u64 = 0x4000_0000;
 const GPA: u64 = 0x20_0000;
 /// The last page of guest RAM: the guest's first stage-1 table (its PML4) lands here.
 const RO_PAGE: u64 = RAM as u64 - 0x1000;
+/// The PML4E for `IOVA` (1 GiB is PML4 index 0): the first entry of `RO_PAGE`.
+const PML4E: u64 = RO_PAGE;
 /// First-stage entry bit 5: Accessed.
 const ACCESSED: u64 = 1 << 5;
 
@@ -58,15 +60,13 @@ fn parent_with_read_only_table_page(vmm: &Vmm) -> u32 {
 }
 
 /// Guest stage 1 with its PML4 in `RO_PAGE`, mapping `IOVA → GPA`; a nested HWPT for
-/// it attached to the device. Returns the PML4E's guest-physical address.
-fn attach_nested(vmm: &Vmm, parent: u32) -> u64 {
+/// it attached to the device.
+fn attach_nested(vmm: &Vmm, parent: u32) {
     let mut s1 = guest_s1_table(&vmm.ram);
     assert_eq!(s1.root(), RO_PAGE, "the PML4 is the first table allocated");
     s1_map(&mut s1, IOVA, GPA);
     let nested = vmm.nested(parent, s1.root());
     vmm.dev.attach_pt(nested).unwrap();
-    // IOVA 1 GiB is PML4 index 0.
-    RO_PAGE
 }
 
 fn pml4e(vmm: &Vmm, gpa: u64) -> u64 {
@@ -117,14 +117,14 @@ fn stage2_really_maps_the_table_page_read_only() {
 fn with_the_erratum_the_hardware_sets_an_accessed_bit_in_a_read_only_page() {
     let vmm = Vmm::on(platform(Spr17::TopLevel), 0);
     let parent = parent_with_read_only_table_page(&vmm);
-    let entry = attach_nested(&vmm, parent);
+    attach_nested(&vmm, parent);
     vmm.ram.fill(GPA, 0x5A, 8);
-    assert_eq!(pml4e(&vmm, entry) & ACCESSED, 0);
+    assert_eq!(pml4e(&vmm, PML4E) & ACCESSED, 0);
 
     assert_eq!(vmm.dma_read(IOVA, 8).unwrap(), vec![0x5A; 8]);
 
     assert_ne!(
-        pml4e(&vmm, entry) & ACCESSED,
+        pml4e(&vmm, PML4E) & ACCESSED,
         0,
         "the A/D update wrote into a page stage 2 maps read-only"
     );
@@ -134,18 +134,18 @@ fn with_the_erratum_the_hardware_sets_an_accessed_bit_in_a_read_only_page() {
 fn without_the_erratum_the_same_walk_faults_sfs8_and_leaves_the_page_alone() {
     let vmm = Vmm::on(platform(Spr17::Off), 0);
     let parent = parent_with_read_only_table_page(&vmm);
-    let entry = attach_nested(&vmm, parent);
-    let before = pml4e(&vmm, entry);
+    attach_nested(&vmm, parent);
+    let before = pml4e(&vmm, PML4E);
 
     match vmm.dma_read(IOVA, 8) {
         Err(DmaError::Fault(f)) => {
             assert_eq!(f.reason, FaultReason::SfsAdWriteDenied);
             assert_eq!(f.reason.code(), 0x77);
-            assert_eq!(f.gpa, Some(entry));
+            assert_eq!(f.gpa, Some(PML4E));
         }
         other => panic!("expected SFS.8, got {other:?}"),
     }
-    assert_eq!(pml4e(&vmm, entry), before);
+    assert_eq!(pml4e(&vmm, PML4E), before);
 }
 
 #[test]
