@@ -1,7 +1,7 @@
 //! First-stage walks (§4) for PGTT=001b, and nested walks (§6.1) for PGTT=011b where every
 //! first-stage table and the final guest-physical address go through the second stage.
 
-use vtd_spec::addr::{PageSize, is_canonical, table_index};
+use vtd_spec::addr::{PageSize, table_index};
 use vtd_spec::fault::FaultReason;
 use vtd_spec::first_stage::FsEntry;
 
@@ -111,13 +111,10 @@ impl<M: PhysMem, O: WalkObserver> Walker<'_, M, O> {
         privileged: bool,
         nested: bool,
     ) -> Result<Walked, Stop> {
+        // The caller has checked the address is canonical (§6.1 step 1, before the
+        // privilege checks).
         let fs = pe.fs;
         let req = *self.req;
-        if !is_canonical(req.addr, fs.levels) {
-            return Err(self
-                .fault(FaultReason::SgnNonCanonical, FaultStage::Request)
-                .into());
-        }
         let ss = nested.then_some(pe.ss);
         let timing = self.unit.config.switches.ad_timing;
         let a_bits = if fs.eafe {
