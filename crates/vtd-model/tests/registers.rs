@@ -294,8 +294,20 @@ fn malformed_write_is_reported_like_a_malformed_read() {
 fn malformed_write_changes_nothing() {
     let u = unit();
 
-    let _ = u.mmio_write(offset::RTADDR, 2, 0x5000);
-    let _ = u.mmio_write(offset::GCMD + 2, 4, TE);
+    assert_eq!(
+        u.mmio_write(offset::RTADDR, 2, 0x5000),
+        Err(MmioError::BadSize {
+            offset: offset::RTADDR,
+            size: 2
+        })
+    );
+    assert_eq!(
+        u.mmio_write(offset::GCMD + 2, 4, TE),
+        Err(MmioError::Unaligned {
+            offset: offset::GCMD + 2,
+            size: 4
+        })
+    );
 
     assert_eq!(u.mmio_read(offset::RTADDR, 8).unwrap(), 0);
     assert_eq!(gsts(&u), GlobalStatus::empty());
