@@ -93,7 +93,6 @@ impl IommufdFile {
         let fd = platform
             .files
             .insert(OpenFile::Iommufd(Arc::downgrade(&ctx)));
-        ctx.set_fd(fd);
         Self {
             ctx,
             platform: Arc::clone(platform),

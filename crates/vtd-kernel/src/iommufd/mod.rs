@@ -16,7 +16,6 @@ mod ioas;
 mod selftest;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use vtd_iommufd::Errno;
@@ -222,7 +221,6 @@ pub struct Ictx {
     /// This context, for the files that hold a reference on it (fault queues).
     this: Weak<Ictx>,
     state: Mutex<State>,
-    fd: AtomicI32,
 }
 
 /// Read a struct the handler got as bytes.
@@ -254,12 +252,7 @@ impl Ictx {
             platform,
             this,
             state: Mutex::new(State::default()),
-            fd: AtomicI32::new(-1),
         }
-    }
-
-    pub(crate) fn set_fd(&self, fd: i32) {
-        self.fd.store(fd, Ordering::Relaxed);
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
