@@ -215,7 +215,6 @@ impl CachedPasid {
                     | (p.fs.smep as u64) << 4
                     | (p.sre as u64) << 5
                     | (p.ere as u64) << 6
-                    | (p.pwsnp as u64) << 7
                     | (p.fpd as u64) << 8,
                 p.ss.root & ADDR_MASK
                     | p.ss.levels as u64
@@ -243,7 +242,6 @@ impl CachedPasid {
             fpd: bit(v[0], 8),
             sre: bit(v[0], 5),
             ere: bit(v[0], 6),
-            pwsnp: bit(v[0], 7),
             fs: FsParams {
                 root: v[0] & ADDR_MASK,
                 levels: if bit(v[0], 0) { 5 } else { 4 },
@@ -713,7 +711,6 @@ mod tests {
             fpd: false,
             sre: true,
             ere: false,
-            pwsnp: true,
             fs: FsParams {
                 root: 0x5000,
                 levels: 5,

@@ -475,7 +475,8 @@ impl<M: PhysMem, O: WalkObserver> Walker<'_, M, O> {
             && !table_ss.perms.contains(Perms::WRITE)
         {
             let top = level == pe.fs.levels;
-            let erratum = pe.pwsnp
+            // `ss.snooped` is the PASID entry's PWSNP, which covers first-stage tables too.
+            let erratum = pe.ss.snooped
                 && match switches.erratum_spr17 {
                     Spr17::Off => false,
                     Spr17::TopLevel => top,
@@ -494,7 +495,7 @@ impl<M: PhysMem, O: WalkObserver> Walker<'_, M, O> {
             }
             by_erratum = true;
         }
-        if !pe.pwsnp && switches.non_snooped_ad == NonSnoopedAd::Fault {
+        if !pe.ss.snooped && switches.non_snooped_ad == NonSnoopedAd::Fault {
             let fault = self
                 .fault(FaultReason::SfsAdNonSnooped, FaultStage::FirstStageAdUpdate)
                 .fs_level(level)

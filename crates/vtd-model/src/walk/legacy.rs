@@ -67,7 +67,6 @@ impl<M: PhysMem, O: WalkObserver> Walker<'_, M, O> {
             fpd: ctx.fpd,
             sre: false,
             ere: false,
-            pwsnp: ctx.ss.snooped,
             fs: FsParams {
                 root: 0,
                 levels: 4,

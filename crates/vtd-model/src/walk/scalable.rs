@@ -69,7 +69,6 @@ pub(crate) struct PasidCtx {
     pub(crate) fpd: bool,
     pub(crate) sre: bool,
     pub(crate) ere: bool,
-    pub(crate) pwsnp: bool,
     pub(crate) fs: FsParams,
     pub(crate) ss: SsParams,
 }
@@ -537,14 +536,12 @@ impl<M: PhysMem, O: WalkObserver> Walker<'_, M, O> {
         if invalid {
             return Err(FaultReason::SptInvalid);
         }
-        let ss_snooped = pe.lo.pwsnp();
         Ok(PasidCtx {
             pgtt,
             did: pe.lo.did(),
             fpd: pe.lo.fpd(),
             sre: pe.hi.sre(),
             ere: pe.hi.ere(),
-            pwsnp: pe.lo.pwsnp(),
             fs: FsParams {
                 root: pe.fs_table(),
                 levels: fs_levels.unwrap_or(4),
@@ -559,7 +556,7 @@ impl<M: PhysMem, O: WalkObserver> Walker<'_, M, O> {
                 width: agaw_width(aw.clamp(1, 3)).min(self.unit.limits.mgaw_bits),
                 ssade: pe.lo.ssade(),
                 ssee: pe.lo.ssee(),
-                snooped: ss_snooped,
+                snooped: pe.lo.pwsnp(),
                 legacy: false,
                 did: pe.lo.did(),
             },
