@@ -3,7 +3,8 @@
 
 use std::sync::atomic::Ordering;
 use vtd_iommufd::uapi::{
-    HwCaps, IOMMU_HW_INFO_TYPE_INTEL_VTD, IOMMU_HW_INFO_VTD_ERRATA_772415_SPR17, iommu_hw_info_vtd,
+    HwCaps, HwptAllocFlags, IOMMU_HW_INFO_TYPE_INTEL_VTD, IOMMU_HW_INFO_VTD_ERRATA_772415_SPR17,
+    iommu_hw_info_vtd,
 };
 
 use vtd_iommufd::Errno;
@@ -25,11 +26,6 @@ use crate::driver::{
 };
 use crate::hostmem::HostMem;
 use crate::uaccess::as_bytes;
-
-/// `IOMMU_HWPT_ALLOC_NEST_PARENT`.
-pub(crate) const NEST_PARENT: u32 = 1;
-/// `IOMMU_HWPT_ALLOC_DIRTY_TRACKING`.
-pub(crate) const DIRTY_TRACKING: u32 = 2;
 
 fn raw(lo: u128) -> RawDescriptor {
     RawDescriptor { lo, hi: 0 }
@@ -271,13 +267,16 @@ impl IntelDriver {
         data: Option<UserData>,
     ) -> Result<u64, Errno> {
         let hw = &self.hw[self.unit_of(dev)];
-        if flags & !(NEST_PARENT | DIRTY_TRACKING) != 0 {
+        let flags = HwptAllocFlags::from_bits_retain(flags);
+        if !(HwptAllocFlags::NEST_PARENT | HwptAllocFlags::DIRTY_TRACKING).contains(flags) {
             return Err(Errno::EOPNOTSUPP);
         }
-        if flags & NEST_PARENT != 0 && !hw.nested_supported() {
+        let nest_parent = flags.contains(HwptAllocFlags::NEST_PARENT);
+        let dirty_ops = flags.contains(HwptAllocFlags::DIRTY_TRACKING);
+        if nest_parent && !hw.nested_supported() {
             return Err(Errno::EOPNOTSUPP);
         }
-        if data.is_some() || (flags & DIRTY_TRACKING != 0 && !hw.ssads_supported()) {
+        if data.is_some() || (dirty_ops && !hw.ssads_supported()) {
             return Err(Errno::EOPNOTSUPP);
         }
         let gaw = hw.addr_width();
@@ -293,8 +292,8 @@ impl IntelDriver {
             } else {
                 (1u64 << gaw) - 1
             },
-            nest_parent: flags & NEST_PARENT != 0,
-            dirty_ops: flags & DIRTY_TRACKING != 0,
+            nest_parent,
+            dirty_ops,
             dirty_tracking: false,
             force_snooping: false,
             iotlb_sync_map: false,

@@ -2,6 +2,7 @@
 //! setup, dirty-tracking updates, and tear-down with the invalidation sequence of §8.5.
 
 use vtd_iommufd::Errno;
+use vtd_iommufd::uapi::{VTD_S1_ADDR_WIDTH_4LEVEL, VTD_S1_ADDR_WIDTH_5LEVEL, VtdS1Flags};
 use vtd_spec::inv::{
     PasidCacheGranularity, PasidCacheInvDesc, PasidIotlbGranularity, PasidIotlbInvDesc,
     RawDescriptor,
@@ -122,15 +123,15 @@ impl IntelDriver {
         n: &NestedSetup,
     ) -> Result<(), Errno> {
         let hw = &self.hw[self.devices[dev].unit];
-        let flags = n.s1.flags;
+        let flags = VtdS1Flags::from_bits_retain(n.s1.flags);
         let fspm = match n.s1.addr_width {
-            48 => Fspm::Level4,
-            57 if hw.cap.fs5lp() => Fspm::Level5,
+            VTD_S1_ADDR_WIDTH_4LEVEL => Fspm::Level4,
+            VTD_S1_ADDR_WIDTH_5LEVEL if hw.cap.fs5lp() => Fspm::Level5,
             _ => return Err(Errno::EINVAL),
         };
-        let sre = flags & 1 != 0;
-        let eafe = flags & 2 != 0;
-        let wpe = flags & 4 != 0;
+        let sre = flags.contains(VtdS1Flags::SRE);
+        let eafe = flags.contains(VtdS1Flags::EAFE);
+        let wpe = flags.contains(VtdS1Flags::WPE);
         if (sre && !hw.ecap.srs()) || (eafe && !hw.ecap.eafs()) {
             return Err(Errno::EINVAL);
         }
