@@ -149,7 +149,7 @@ impl IntelDriver {
         let first_stage = matches!(d, Domain::Nested(_));
         let (addr, mask) = psi_aligned(start, end);
         let mut per_unit: Vec<Vec<RawDescriptor>> = vec![Vec::new(); self.hw.len()];
-        for tag in d.common().tags.clone() {
+        for tag in &d.common().tags {
             let hw = &self.hw[tag.unit];
             let descs = &mut per_unit[tag.unit];
             match (tag.kind, first_stage) {
@@ -188,7 +188,7 @@ impl IntelDriver {
             return;
         };
         let mut per_unit: Vec<Vec<RawDescriptor>> = vec![Vec::new(); self.hw.len()];
-        for tag in d.common().tags.clone() {
+        for tag in &d.common().tags {
             let desc = match tag.kind {
                 TagKind::Iotlb | TagKind::NestingIotlb => {
                     iotlb_desc(&self.hw[tag.unit].cap, tag.did, None)
@@ -213,7 +213,7 @@ impl IntelDriver {
         let (addr, mask) = psi_aligned(start, end);
         let mut per_unit: Vec<Vec<RawDescriptor>> = vec![Vec::new(); self.hw.len()];
         let mut wbf = vec![false; self.hw.len()];
-        for tag in d.common().tags.clone() {
+        for tag in &d.common().tags {
             let hw = &self.hw[tag.unit];
             if !hw.cap.cm() {
                 wbf[tag.unit] |= hw.cap.rwbf();

@@ -468,7 +468,7 @@ impl IommuDriver for IntelDriver {
         };
         let replaced = match d
             .pgtbl
-            .map(&self.mem, iova, paddr, len, attrs, &d.page_sizes.clone())
+            .map(&self.mem, iova, paddr, len, attrs, &d.page_sizes)
         {
             Ok(replaced) => replaced,
             Err(e) => {
