@@ -8,7 +8,7 @@
 
 use vtd_spec::addr::PageSize;
 
-use crate::cache::{DevTlbEntry, size_code};
+use crate::cache::{DevTlbEntry, lookup_page, size_code};
 use crate::fault::Fault;
 use crate::mem::PhysMem;
 use crate::request::{AddressType, Request, Translation, TranslationKind};
@@ -63,17 +63,10 @@ impl<M: PhysMem> Unit<M> {
     }
 
     fn devtlb_lookup(&self, req: &Request) -> Option<(DevTlbEntry, PageSize)> {
-        let devtlb = &self.caches.devtlb;
-        PageSize::ALL
-            .into_iter()
-            .filter(|&s| devtlb.may_hold(size_code(s) as u32))
-            .find_map(|size| {
-                let key = DevTlbEntry::key(req.sid, req.pasid, req.addr, size);
-                self.caches
-                    .devtlb
-                    .lookup(&key)
-                    .map(|v| (DevTlbEntry::decode(&v), DevTlbEntry::key_size(&key)))
-            })
+        let (raw, _, size) = lookup_page(&self.caches.devtlb, |size| {
+            DevTlbEntry::key(req.sid, req.pasid, req.addr, size)
+        })?;
+        Some((DevTlbEntry::decode(&raw), size))
     }
 
     /// The translated request (AT=10b) carrying `hpa`.

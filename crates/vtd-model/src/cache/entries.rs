@@ -681,11 +681,6 @@ impl DevTlbEntry {
     }
 
     #[inline]
-    pub(crate) fn key_size(key: &[u64; 2]) -> PageSize {
-        size_from_code(key[0])
-    }
-
-    #[inline]
     pub(crate) fn encode(&self) -> [u64; 1] {
         [self.hpa & ADDR_MASK | self.perms.bits() as u64]
     }

@@ -27,6 +27,7 @@ pub(crate) use entries::{
 };
 pub(crate) use seqcache::SlotRef;
 use seqcache::{Fold, SeqCache};
+use vtd_spec::addr::PageSize;
 
 use crate::invalidation::Invalidation;
 use crate::stats::SHARDS;
@@ -343,6 +344,24 @@ impl Caches {
             devtlb: self.devtlb.len(),
         }
     }
+}
+
+/// The entry of a size-keyed cache (IOTLB, device-TLB) that `key_of` finds, smallest page
+/// first and skipping sizes never inserted: its value, where it sits and its page size.
+#[inline(always)]
+pub(crate) fn lookup_page<const V: usize>(
+    cache: &SeqCache<2, V>,
+    key_of: impl Fn(PageSize) -> [u64; 2],
+) -> Option<([u64; V], SlotRef, PageSize)> {
+    for size in PageSize::ALL {
+        if !cache.may_hold(size_code(size) as u32) {
+            continue;
+        }
+        if let Some((value, slot)) = cache.lookup_ref(&key_of(size)) {
+            return Some((value, slot, size));
+        }
+    }
+    None
 }
 
 /// How many entries each cache holds right now.

@@ -23,7 +23,7 @@ use vtd_spec::regs::Ttm;
 
 use super::{PasidCtx, SmContext, Walker};
 use crate::cache::{
-    CachedContext, CachedPasid, FrontEntry, IotlbEntry, IotlbKind, SlotRef, size_code,
+    CachedContext, CachedPasid, FrontEntry, IotlbEntry, IotlbKind, SlotRef, lookup_page,
 };
 use crate::mem::PhysMem;
 use crate::request::{AddressType, Perms, Request, Translation};
@@ -136,19 +136,11 @@ impl<M: PhysMem> Unit<M> {
             return None;
         }
         let tag_pasid = pe.pgtt.uses_first_stage().then_some(pasid);
-        // Smallest page first, as the walker's IOTLB lookup does.
-        let mut hit = None;
-        for size in PageSize::ALL {
-            if !caches.iotlb.may_hold(size_code(size) as u32) {
-                continue;
-            }
-            let key = IotlbEntry::key(pe.did, tag_pasid, req.addr, size);
-            if let Some(found) = caches.iotlb.lookup_ref(&key) {
-                hit = Some((found, size));
-                break;
-            }
-        }
-        let Some(((raw, iotlb_ref), size)) = hit else {
+        // The same probe as the walker's IOTLB lookup.
+        let hit = lookup_page(&caches.iotlb, |size| {
+            IotlbEntry::key(pe.did, tag_pasid, req.addr, size)
+        });
+        let Some((raw, iotlb_ref, size)) = hit else {
             found.iotlb_absent = true;
             return None;
         };

@@ -11,7 +11,9 @@ use vtd_spec::second_stage::SsEntry;
 use super::first_stage::FsParams;
 use super::second_stage::SsParams;
 use super::{Stop, Walked, Walker};
-use crate::cache::{CachedContext, CachedPasid, Denial, IotlbEntry, IotlbKind, SlotRef, size_code};
+use crate::cache::{
+    CachedContext, CachedPasid, Denial, IotlbEntry, IotlbKind, SlotRef, lookup_page, size_code,
+};
 use crate::fault::{Fault, FaultStage};
 use crate::mem::PhysMem;
 use crate::request::{AddressType, Perms, Translation, TranslationKind};
@@ -169,18 +171,14 @@ impl<M: PhysMem, O: WalkObserver> Walker<'_, M, O> {
             self.cache_result(CacheKind::Iotlb, false);
             return None;
         }
-        let iotlb = &self.unit.caches.iotlb;
-        let found = PageSize::ALL
-            .into_iter()
-            .filter(|&s| iotlb.may_hold(size_code(s) as u32))
-            .find_map(|size| {
-                let key = IotlbEntry::key(pe.did, tag_pasid, req.addr, size);
-                iotlb.lookup(&key).map(|v| (IotlbEntry::decode(&v), size))
-            });
-        let Some((entry, size)) = found else {
+        let found = lookup_page(&self.unit.caches.iotlb, |size| {
+            IotlbEntry::key(pe.did, tag_pasid, req.addr, size)
+        });
+        let Some((raw, _, size)) = found else {
             self.cache_result(CacheKind::Iotlb, false);
             return None;
         };
+        let entry = IotlbEntry::decode(&raw);
         if req.access.needs_write() && !entry.dirty && entry.kind != IotlbKind::NotPresent {
             self.cache_result(CacheKind::Iotlb, false);
             return None;
