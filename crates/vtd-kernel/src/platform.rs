@@ -1,9 +1,11 @@
 //! A simulated machine: VT-d units, PCI devices behind them, host memory, and the device
 //! files user space opens (`/dev/iommu`, `/dev/vfio/devices/vfioN`).
 
+use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
 use vtd_iommufd::Errno;
+use vtd_model::mem::MemError;
 use vtd_model::request::{Access, Request, Translation};
 use vtd_model::{Fault, PhysMem, Unit, UnitConfig};
 
@@ -351,18 +353,9 @@ impl Platform {
         iova: u64,
         buf: &mut [u8],
     ) -> Result<(), DmaError> {
-        let mut done = 0;
-        while done < buf.len() {
-            let at = iova.wrapping_add(done as u64);
-            let chunk = ((4096 - (at & 0xFFF)) as usize).min(buf.len() - done);
-            let t = self.translate(dev, pasid, at, chunk, Access::Read)?;
-            self.inner
-                .mem
-                .read_bytes(t.hpa, &mut buf[done..done + chunk])
-                .map_err(|_| DmaError::Abort(t.hpa))?;
-            done += chunk;
-        }
-        Ok(())
+        self.dma_pages(dev, pasid, iova, buf.len(), Access::Read, |hpa, at| {
+            self.inner.mem.read_bytes(hpa, &mut buf[at])
+        })
     }
 
     /// Device `dev` writes `data` at `iova` (with `pasid`, if given) through its unit.
@@ -373,15 +366,29 @@ impl Platform {
         iova: u64,
         data: &[u8],
     ) -> Result<(), DmaError> {
+        self.dma_pages(dev, pasid, iova, data.len(), Access::Write, |hpa, at| {
+            self.inner.mem.write_bytes(hpa, &data[at])
+        })
+    }
+
+    /// Split `[iova, iova + len)` at 4 KiB boundaries, translate each piece for `access`
+    /// and hand `move_bytes` its HPA and its byte range in the caller's buffer; a failed
+    /// move is a master abort at that HPA.
+    fn dma_pages(
+        &self,
+        dev: usize,
+        pasid: Option<u32>,
+        iova: u64,
+        len: usize,
+        access: Access,
+        mut move_bytes: impl FnMut(u64, Range<usize>) -> Result<(), MemError>,
+    ) -> Result<(), DmaError> {
         let mut done = 0;
-        while done < data.len() {
+        while done < len {
             let at = iova.wrapping_add(done as u64);
-            let chunk = ((4096 - (at & 0xFFF)) as usize).min(data.len() - done);
-            let t = self.translate(dev, pasid, at, chunk, Access::Write)?;
-            self.inner
-                .mem
-                .write_bytes(t.hpa, &data[done..done + chunk])
-                .map_err(|_| DmaError::Abort(t.hpa))?;
+            let chunk = ((4096 - (at & 0xFFF)) as usize).min(len - done);
+            let t = self.translate(dev, pasid, at, chunk, access)?;
+            move_bytes(t.hpa, done..done + chunk).map_err(|_| DmaError::Abort(t.hpa))?;
             done += chunk;
         }
         Ok(())
