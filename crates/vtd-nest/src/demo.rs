@@ -40,6 +40,13 @@ const GPA_NEW: u64 = 0x20_1000;
 const GPA_ROM: u64 = 0xC_0000;
 /// Guest pages for the guest's IOMMU tables.
 const TABLE_POOL: u64 = 0xE0_0000;
+/// Levels of the guest's stage 1.
+const LEVELS: u8 = 4;
+/// What guest RAM holds at `GPA + 0x10`, and at `GPA_NEW + 0x10`.
+const HELLO: &[u8] = b"hello from guest RAM";
+const REMAPPED: &[u8] = b"the remapped page";
+/// The address mask of the guest's invalidation after the remap: 2^0 pages.
+const AM: u8 = 0;
 
 fn setup(what: &str) -> impl Fn(String) -> Error + '_ {
     move |e| Error::Setup(format!("demo: {what}: {e}"))
@@ -103,8 +110,8 @@ pub fn run(rep: &mut Report<'_>) -> Result<()> {
         json!({"regions": map.regions().iter().map(|r| json!({"name": r.name, "gpa": r.gpa, "size": r.size, "kind": r.kind.label()})).collect::<Vec<_>>()}),
         &lines,
     )?;
-    mem.write(GPA + 0x10, b"hello from guest RAM")
-        .and_then(|()| mem.write(GPA_NEW + 0x10, b"the remapped page"))
+    mem.write(GPA + 0x10, HELLO)
+        .and_then(|()| mem.write(GPA_NEW + 0x10, REMAPPED))
         .and_then(|()| mem.write(GPA_ROM, b"\x55\xAAvBIOS"))
         .map_err(|e| setup("memory")(e.to_string()))?;
 
@@ -187,21 +194,28 @@ pub fn run(rep: &mut Report<'_>) -> Result<()> {
         .map_err(|e| setup("guest boot")(e.to_string()))?;
     let guest_err = |e: vtd_viommu::guest::GuestError| setup("guest")(e.to_string());
     driver.add_device(GUEST_SID).map_err(guest_err)?;
-    let root = driver.new_stage1(4).root();
+    let root = driver.new_stage1(LEVELS).root();
     driver
-        .map(root, 4, IOVA, GPA, PageSize::Size4K, Leaf::read_write())
+        .map(
+            root,
+            LEVELS,
+            IOVA,
+            GPA,
+            PageSize::Size4K,
+            Leaf::read_write(),
+        )
         .map_err(guest_err)?;
     driver
         .map(
             root,
-            4,
+            LEVELS,
             IOVA_ROM,
             GPA_ROM,
             PageSize::Size4K,
             Leaf::read_write(),
         )
         .map_err(guest_err)?;
-    let fs = FirstStage::new(root, 4);
+    let fs = FirstStage::new(root, LEVELS);
     let _ = viommu.take_events();
     driver
         .set_pasid(GUEST_SID, 0, GuestPasid::FirstStage { fs, did: DID })
@@ -217,12 +231,13 @@ pub fn run(rep: &mut Report<'_>) -> Result<()> {
     let mut lines = vec![
         String::new(),
         format!(
-            "5. The guest boots its IOMMU driver and writes a 4-level stage 1 at GPA {root:#x}"
+            "5. The guest boots its IOMMU driver and writes a {LEVELS}-level stage 1 at GPA {root:#x}"
         ),
         format!("   IOVA {IOVA:#x} → GPA {GPA:#x} (guest RAM)"),
         format!("   IOVA {IOVA_ROM:#x} → GPA {GPA_ROM:#x} (the vBIOS)"),
         format!(
-            "   PASID entry of its NIC (00:02.0): first stage, DID {DID}; PASID-cache invalidation"
+            "   PASID entry of its NIC ({}): first stage, DID {DID}; PASID-cache invalidation",
+            bdf(GUEST_SID)
         ),
     ];
     lines.extend(
@@ -232,7 +247,7 @@ pub fn run(rep: &mut Report<'_>) -> Result<()> {
     );
     rep.record(
         "guest_stage1",
-        json!({"root_gpa": root, "levels": 4, "did": DID,
+        json!({"root_gpa": root, "levels": LEVELS, "did": DID,
                "mappings": [{"iova": IOVA, "gpa": GPA}, {"iova": IOVA_ROM, "gpa": GPA_ROM}],
                "nested_hwpt": nested,
                "events": events.iter().map(event_line).collect::<Vec<_>>()}),
@@ -264,7 +279,7 @@ pub fn run(rep: &mut Report<'_>) -> Result<()> {
     let start = host.stats();
 
     // 6. A DMA through both stages, walked by the host unit with every step recorded.
-    let len = b"hello from guest RAM".len();
+    let len = HELLO.len();
     let req = Request::new(nic_sid, IOVA + 0x10, Access::Read).with_len(len as u32);
     let mut walk = WalkRecorder::default();
     let before = host.stats();
@@ -355,26 +370,31 @@ pub fn run(rep: &mut Report<'_>) -> Result<()> {
     // 8. The guest remaps the IOVA; the IOTLB is stale until the guest invalidates and
     // the vIOMMU forwards it.
     driver
-        .map(root, 4, IOVA, GPA_NEW, PageSize::Size4K, Leaf::read_write())
+        .map(
+            root,
+            LEVELS,
+            IOVA,
+            GPA_NEW,
+            PageSize::Size4K,
+            Leaf::read_write(),
+        )
         .map_err(guest_err)?;
     let read_text = |iova: u64, len: usize| -> Result<(Translation, String)> {
         let (t, d) = read(iova, len).map_err(|e| setup("DMA")(fail_text(&e)))?;
         Ok((t, String::from_utf8_lossy(&d).into_owned()))
     };
-    let (stale, stale_data) = read_text(IOVA + 0x10, 20)?;
+    let (stale, stale_data) = read_text(IOVA + 0x10, HELLO.len())?;
     let _ = viommu.take_events();
     driver
-        .invalidate(DID, 0, Some(IOVA), 0, true)
+        .invalidate(DID, 0, Some(IOVA), AM, true)
         .map_err(guest_err)?;
-    let forwarded: Vec<&Event> = Vec::new();
     let events = viommu.take_events();
     let forwarded = events
         .iter()
         .filter(|e| matches!(e, Event::Forwarded { .. }))
-        .chain(forwarded)
         .collect::<Vec<_>>();
     let before = host.stats();
-    let (fresh, fresh_data) = read_text(IOVA + 0x10, 17)?;
+    let (fresh, fresh_data) = read_text(IOVA + 0x10, REMAPPED.len())?;
     let rewalk = host.stats().since(&before);
     let mut lines = vec![
         String::new(),
@@ -389,7 +409,8 @@ pub fn run(rep: &mut Report<'_>) -> Result<()> {
             }
         ),
         format!(
-            "   the guest queues a PASID-based IOTLB invalidation (DID {DID}, PASID 0, {IOVA:#x}, 1 page) and waits"
+            "   the guest queues a PASID-based IOTLB invalidation (DID {DID}, PASID 0, {IOVA:#x}, {} page) and waits",
+            1u64 << AM
         ),
     ];
     lines.extend(
@@ -423,6 +444,11 @@ fn yes(b: bool) -> &'static str {
     if b { "yes" } else { "no" }
 }
 
+/// A source id as bus:device.function.
+fn bdf(sid: u16) -> String {
+    format!("{:02x}:{:02x}.{}", sid >> 8, (sid >> 3) & 0x1F, sid & 7)
+}
+
 fn fail_text(e: &DmaFail) -> String {
     match e {
         DmaFail::Fault(f) => f.to_string(),
@@ -433,10 +459,8 @@ fn fail_text(e: &DmaFail) -> String {
 fn recording_text(f: Option<&Fault>) -> String {
     match f.map(|f| (f.recording, f.sid)) {
         Some((FaultRecording::Recorded { index }, sid)) => format!(
-            "recorded in the guest unit's FRCD[{index}] with the guest's source id {:02x}:{:02x}.{}",
-            sid >> 8,
-            (sid >> 3) & 0x1F,
-            sid & 7
+            "recorded in the guest unit's FRCD[{index}] with the guest's source id {}",
+            bdf(sid)
         ),
         Some((other, _)) => format!("{other:?}"),
         None => "not reported (unknown device)".into(),
