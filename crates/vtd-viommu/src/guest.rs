@@ -197,28 +197,20 @@ impl<'a, M: PhysMem> GuestDriver<'a, M> {
         if pasid >= PASIDS {
             return Err(GuestError::PasidOutOfRange(pasid));
         }
-        let (entry, did) = match what {
-            GuestPasid::None => (PasidEntry::default(), 0),
-            GuestPasid::PassThrough { did } => {
-                let lo = PasidEntryLo::new()
-                    .with_p(true)
-                    .with_pgtt(Pgtt::PassThrough)
-                    .with_did(did)
-                    .with_pwsnp(true);
-                (
-                    PasidEntry {
-                        lo,
-                        ..Default::default()
-                    },
-                    did,
-                )
-            }
+        let present = |pgtt, did| {
+            PasidEntryLo::new()
+                .with_p(true)
+                .with_pgtt(pgtt)
+                .with_did(did)
+                .with_pwsnp(true)
+        };
+        let entry = match what {
+            GuestPasid::None => PasidEntry::default(),
+            GuestPasid::PassThrough { did } => PasidEntry {
+                lo: present(Pgtt::PassThrough, did),
+                ..Default::default()
+            },
             GuestPasid::FirstStage { fs, did } => {
-                let lo = PasidEntryLo::new()
-                    .with_p(true)
-                    .with_pgtt(Pgtt::FirstStage)
-                    .with_did(did)
-                    .with_pwsnp(true);
                 let fspm = if fs.levels == 5 {
                     Fspm::Level5
                 } else {
@@ -230,14 +222,11 @@ impl<'a, M: PhysMem> GuestDriver<'a, M> {
                     .with_wpe(fs.wpe)
                     .with_eafe(fs.eafe)
                     .with_fsptptr(fs.root >> 12);
-                (
-                    PasidEntry {
-                        lo,
-                        hi,
-                        ..Default::default()
-                    },
-                    did,
-                )
+                PasidEntry {
+                    lo: present(Pgtt::FirstStage, did),
+                    hi,
+                    ..Default::default()
+                }
             }
         };
         self.tables()
@@ -245,7 +234,7 @@ impl<'a, M: PhysMem> GuestDriver<'a, M> {
             .map_err(|e| Self::fail(self.pages, e))?;
         let inv = PasidCacheInvDesc::new()
             .with_g(PasidCacheGranularity::Pasid)
-            .with_did(did)
+            .with_did(entry.lo.did())
             .with_pasid(pasid);
         self.submit(&[RawDescriptor {
             lo: inv.into_bits(),
