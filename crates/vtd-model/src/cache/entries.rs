@@ -381,23 +381,13 @@ impl IotlbEntry {
         privileged: bool,
         zlr: bool,
     ) -> Result<Perms, Denial> {
-        let (rw, us, xd) = (self.fs_rw, self.fs_us, self.fs_xd);
-        let write_ok = if privileged { !wpe || rw } else { us && rw };
-        let exec_ok = !xd && if privileged { !(smep && us) } else { us };
-        let mut fs_perms = Perms::all();
-        if self.kind != IotlbKind::SecondStage {
-            if !privileged && !us {
-                return Err(Denial::FirstStage(FaultReason::SgnUserDenied));
-            }
-            if req.access.needs_write() && !write_ok {
-                return Err(Denial::FirstStage(FaultReason::SgnWriteDenied));
-            }
-            if req.execute && !exec_ok {
-                return Err(Denial::FirstStage(FaultReason::SgnExecuteDenied));
-            }
-            fs_perms.set(Perms::WRITE, write_ok);
-            fs_perms.set(Perms::EXECUTE, exec_ok);
-        }
+        let fs_perms = if self.kind == IotlbKind::SecondStage {
+            Perms::all()
+        } else {
+            let (rw, us, xd) = (self.fs_rw, self.fs_us, self.fs_xd);
+            crate::walk::fs_rights(req, rw, us, xd, wpe, smep, privileged)
+                .map_err(Denial::FirstStage)?
+        };
         if self.kind == IotlbKind::FirstStage {
             return Ok(fs_perms);
         }

@@ -12,7 +12,7 @@ use crate::cache::{FsPscEntry, IotlbEntry, IotlbKind};
 use crate::config::{AdTiming, NestedSsAd, NonSnoopedAd, Spr17, SsPermissionFault};
 use crate::fault::{Fault, FaultStage};
 use crate::mem::PhysMem;
-use crate::request::Perms;
+use crate::request::{Perms, Request};
 use crate::stats::Counter;
 use crate::trace::{CacheKind, SsPurpose, WalkEvent, WalkObserver};
 
@@ -406,7 +406,6 @@ impl<M: PhysMem, O: WalkObserver> Walker<'_, M, O> {
     }
 
     /// The permission checks of §4.4, returning the rights the requester has.
-    #[allow(clippy::too_many_arguments)]
     fn fs_check_permissions(
         &self,
         fs: &FsParams,
@@ -416,36 +415,13 @@ impl<M: PhysMem, O: WalkObserver> Walker<'_, M, O> {
         rights: FsRights,
         privileged: bool,
     ) -> Result<Perms, Stop> {
-        let req = self.req;
-        let write_ok = if privileged {
-            !fs.wpe || rights.rw
-        } else {
-            rights.us && rights.rw
-        };
-        let exec_ok = !rights.xd
-            && if privileged {
-                !(fs.smep && rights.us)
-            } else {
-                rights.us
-            };
-        let fault = |w: &Self, reason| {
-            w.fault(reason, FaultStage::FirstStage)
+        let FsRights { rw, us, xd } = rights;
+        fs_rights(self.req, rw, us, xd, fs.wpe, fs.smep, privileged).map_err(|reason| {
+            self.fault(reason, FaultStage::FirstStage)
                 .fs_level(leaf_level)
                 .entry(leaf_addr, leaf_value)
-        };
-        if !privileged && !rights.us {
-            return Err(fault(self, FaultReason::SgnUserDenied).into());
-        }
-        if req.access.needs_write() && !write_ok {
-            return Err(fault(self, FaultReason::SgnWriteDenied).into());
-        }
-        if req.execute && !exec_ok {
-            return Err(fault(self, FaultReason::SgnExecuteDenied).into());
-        }
-        let mut perms = Perms::READ;
-        perms.set(Perms::WRITE, write_ok);
-        perms.set(Perms::EXECUTE, exec_ok);
-        Ok(perms)
+                .into()
+        })
     }
 
     /// Set `bits` (A, EA, D) in a first-stage entry (§4.5). Under nesting the update is a
@@ -520,4 +496,34 @@ impl<M: PhysMem, O: WalkObserver> Walker<'_, M, O> {
         }
         Ok(())
     }
+}
+
+/// The first-stage rights (§4.4) a requester has through a path whose accumulated R/W,
+/// U/S and XD are `rw`, `us` and `xd`, or why `req` is denied (SGN.2, SGN.6, SGN.3). A
+/// walk and an IOTLB hit both decide through it. `wpe` and `smep` come from the PASID entry.
+#[inline]
+pub(crate) fn fs_rights(
+    req: &Request,
+    rw: bool,
+    us: bool,
+    xd: bool,
+    wpe: bool,
+    smep: bool,
+    privileged: bool,
+) -> Result<Perms, FaultReason> {
+    let write_ok = if privileged { !wpe || rw } else { us && rw };
+    let exec_ok = !xd && if privileged { !(smep && us) } else { us };
+    if !privileged && !us {
+        return Err(FaultReason::SgnUserDenied);
+    }
+    if req.access.needs_write() && !write_ok {
+        return Err(FaultReason::SgnWriteDenied);
+    }
+    if req.execute && !exec_ok {
+        return Err(FaultReason::SgnExecuteDenied);
+    }
+    let mut perms = Perms::READ;
+    perms.set(Perms::WRITE, write_ok);
+    perms.set(Perms::EXECUTE, exec_ok);
+    Ok(perms)
 }

@@ -32,7 +32,7 @@ use crate::trace::{WalkEvent, WalkObserver};
 use crate::unit::Unit;
 
 pub(crate) use fast::Prefetch;
-pub(crate) use first_stage::FsParams;
+pub(crate) use first_stage::{FsParams, fs_rights};
 pub(crate) use legacy::LegacyCtx;
 pub(crate) use masks::ReservedMasks;
 pub(crate) use scalable::{PasidCtx, SmContext};
