@@ -278,46 +278,13 @@ impl<M: PhysMem, O: WalkObserver> Walker<'_, M, O> {
         }
         walk.dirty |= dirty;
         let leaf = walk.len as usize - 1;
-        let entries: [(u64, u64, u8); 5] = {
-            let mut all = [(0, 0, 0); 5];
-            for (slot, e) in all.iter_mut().zip(walk.entries()) {
-                *slot = e;
-            }
-            all
-        };
-        for (i, &(addr, value, level)) in entries[..=leaf].iter().enumerate() {
+        for (i, (addr, value, level)) in walk.entries().enumerate() {
             let bits = if dirty && i == leaf {
                 SsEntry::A | SsEntry::D
             } else {
                 SsEntry::A
             };
-            if value & bits == bits {
-                continue;
-            }
-            if !ss.snooped && self.unit.config.switches.non_snooped_ad == NonSnoopedAd::Fault {
-                return Err(self
-                    .fault(FaultReason::SssAdNonSnooped, FaultStage::SecondStage)
-                    .ss_level(level)
-                    .entry(addr, value)
-                    .into());
-            }
-            let updated = self.update_flags(
-                addr,
-                value,
-                bits,
-                SsEntry::A | SsEntry::D,
-                false,
-                level,
-                false,
-            );
-            match updated {
-                Ok(()) => self.count(Counter::SsAdWrites),
-                Err(Stop::Fault(_)) => {
-                    let fault = self.fault(FaultReason::SssAccessError, FaultStage::SecondStage);
-                    return Err(fault.ss_level(level).entry_addr(addr).into());
-                }
-                Err(stop) => return Err(stop),
-            }
+            self.ss_set_flags(ss, addr, value, level, bits)?;
         }
         Ok(())
     }
@@ -325,25 +292,44 @@ impl<M: PhysMem, O: WalkObserver> Walker<'_, M, O> {
     /// Set A and D in the second-stage leaf mapping a first-stage table page the first stage
     /// just wrote A/D into (SSADE, §5.5). Upper levels got A when the table was fetched.
     pub(crate) fn ss_set_leaf_dirty(&mut self, ss: &SsParams, leaf: &SsLeaf) -> Result<(), Stop> {
+        if !ss.ssade {
+            return Ok(());
+        }
         let bits = SsEntry::A | SsEntry::D;
-        if !ss.ssade || leaf.value & bits == bits {
+        self.ss_set_flags(ss, leaf.addr, leaf.value, leaf.level, bits)
+    }
+
+    /// Set `bits` in the second-stage entry at `addr` (read as `value`, at `level`) unless
+    /// they are set already. A non-snooped walk may not write (SSS.5, by switch); a memory
+    /// error is reported as a second-stage access error.
+    #[inline(always)]
+    fn ss_set_flags(
+        &mut self,
+        ss: &SsParams,
+        addr: u64,
+        value: u64,
+        level: u8,
+        bits: u64,
+    ) -> Result<(), Stop> {
+        if value & bits == bits {
             return Ok(());
         }
         if !ss.snooped && self.unit.config.switches.non_snooped_ad == NonSnoopedAd::Fault {
-            let fault = self.fault(FaultReason::SssAdNonSnooped, FaultStage::SecondStage);
-            return Err(fault
-                .ss_level(leaf.level)
-                .entry(leaf.addr, leaf.value)
+            return Err(self
+                .fault(FaultReason::SssAdNonSnooped, FaultStage::SecondStage)
+                .ss_level(level)
+                .entry(addr, value)
                 .into());
         }
-        match self.update_flags(leaf.addr, leaf.value, bits, bits, false, leaf.level, false) {
+        let hw_flags = SsEntry::A | SsEntry::D;
+        match self.update_flags(addr, value, bits, hw_flags, false, level, false) {
             Ok(()) => {
                 self.count(Counter::SsAdWrites);
                 Ok(())
             }
             Err(Stop::Fault(_)) => {
                 let fault = self.fault(FaultReason::SssAccessError, FaultStage::SecondStage);
-                Err(fault.ss_level(leaf.level).entry_addr(leaf.addr).into())
+                Err(fault.ss_level(level).entry_addr(addr).into())
             }
             Err(stop) => Err(stop),
         }
