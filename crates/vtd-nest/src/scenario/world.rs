@@ -227,6 +227,18 @@ pub struct DmaSpec {
 }
 
 impl DmaSpec {
+    /// The request for `len` bytes at `addr` of this DMA, from source id `sid`.
+    fn request(&self, sid: u16, addr: u64, len: u32) -> Request {
+        let mut req = Request::new(sid, addr, self.access).with_len(len);
+        if let Some(p) = self.pasid {
+            req = req.with_pasid(p);
+        }
+        if self.privileged {
+            req = req.privileged();
+        }
+        req
+    }
+
     /// The DMA of a `dma` step.
     pub fn from_step(step: &Step) -> Option<Self> {
         let Step::Dma {
@@ -305,13 +317,7 @@ pub(crate) fn dma_through<M: PhysMem, D: PhysMem + ?Sized>(
     loop {
         let at = spec.iova.wrapping_add(done as u64);
         let chunk = ((4096 - (at & 0xFFF)) as usize).min(spec.len - done);
-        let mut req = Request::new(sid, at, spec.access).with_len(chunk as u32);
-        if let Some(p) = spec.pasid {
-            req = req.with_pasid(p);
-        }
-        if spec.privileged {
-            req = req.privileged();
-        }
+        let req = spec.request(sid, at, chunk as u32);
         let t = unit.translate(&req).map_err(DmaFail::Fault)?;
         let range = done..done + chunk;
         let moved = match (spec.access, &spec.data) {
@@ -439,14 +445,7 @@ impl<'a> World<'a> {
     pub fn first_request(&self, spec: &DmaSpec, sid: u16) -> Request {
         // As `dma_through` sends it: a zero-length request stays zero-length (CAP.ZLR).
         let chunk = (4096 - (spec.iova & 0xFFF)).min(spec.len as u64);
-        let mut req = Request::new(sid, spec.iova, spec.access).with_len(chunk as u32);
-        if let Some(p) = spec.pasid {
-            req = req.with_pasid(p);
-        }
-        if spec.privileged {
-            req = req.privileged();
-        }
-        req
+        spec.request(sid, spec.iova, chunk as u32)
     }
 
     /// Walk `spec`'s first byte without side effects (no cache, no A/D write, no record).
