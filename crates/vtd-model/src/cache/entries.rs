@@ -292,6 +292,28 @@ pub(crate) enum IotlbKind {
 }
 
 impl IotlbKind {
+    /// The two-bit code IOTLB and front-cache entries store.
+    #[inline]
+    fn code(self) -> u64 {
+        match self {
+            IotlbKind::FirstStage => 0,
+            IotlbKind::SecondStage => 1,
+            IotlbKind::Nested => 2,
+            IotlbKind::NotPresent => 3,
+        }
+    }
+
+    /// The kind of a code from [`IotlbKind::code`]; bits above the low two are ignored.
+    #[inline]
+    fn from_code(code: u64) -> Self {
+        match code & 3 {
+            0 => IotlbKind::FirstStage,
+            1 => IotlbKind::SecondStage,
+            2 => IotlbKind::Nested,
+            _ => IotlbKind::NotPresent,
+        }
+    }
+
     /// The kind of translation an entry of this kind gives.
     #[inline]
     pub(crate) fn translation_kind(self) -> TranslationKind {
@@ -424,12 +446,7 @@ impl IotlbEntry {
 
     #[inline]
     pub(crate) fn encode(&self) -> [u64; 2] {
-        let kind = match self.kind {
-            IotlbKind::FirstStage => 0,
-            IotlbKind::SecondStage => 1,
-            IotlbKind::Nested => 2,
-            IotlbKind::NotPresent => 3,
-        };
+        let kind = self.kind.code();
         [
             self.hpa & ADDR_MASK
                 | self.ss_perms.bits() as u64
@@ -444,12 +461,7 @@ impl IotlbEntry {
 
     #[inline]
     pub(crate) fn decode(v: &[u64; 2]) -> Self {
-        let kind = match (v[0] >> 7) & 3 {
-            0 => IotlbKind::FirstStage,
-            1 => IotlbKind::SecondStage,
-            2 => IotlbKind::Nested,
-            _ => IotlbKind::NotPresent,
-        };
+        let kind = IotlbKind::from_code(v[0] >> 7);
         Self {
             kind,
             hpa: v[0] & ADDR_MASK,
@@ -593,12 +605,7 @@ impl FrontEntry {
 
     #[inline]
     pub(crate) fn encode(&self) -> [u64; 9] {
-        let kind = match self.kind {
-            IotlbKind::FirstStage => 0,
-            IotlbKind::SecondStage => 1,
-            IotlbKind::Nested => 2,
-            IotlbKind::NotPresent => 3,
-        };
+        let kind = self.kind.code();
         let [c, p, i] = self.sources;
         [
             self.hpa & ADDR_MASK
@@ -619,12 +626,7 @@ impl FrontEntry {
 
     #[inline]
     pub(crate) fn decode(v: &[u64; 9]) -> Self {
-        let kind = match (v[0] >> 4) & 3 {
-            0 => IotlbKind::FirstStage,
-            1 => IotlbKind::SecondStage,
-            2 => IotlbKind::Nested,
-            _ => IotlbKind::NotPresent,
-        };
+        let kind = IotlbKind::from_code(v[0] >> 4);
         let slot = |i: usize| SlotRef {
             index: v[i],
             meta: v[i + 1],
