@@ -270,10 +270,12 @@ pub fn run_scenario(
     let base = scenario::Base::new(&sc)?;
     let mut world = scenario::World::new(&sc, &base);
     if !quiet {
-        writeln!(out, "scenario: {} ({path})", sc.name)?;
+        // The path comes from the command line and the description may span lines: both
+        // are printed one line of text at a time.
+        writeln!(out, "scenario: {} ({})", sc.name, one_line(path))?;
         if let Some(d) = &sc.description {
             for line in d.trim().lines() {
-                writeln!(out, "  {}", line.trim())?;
+                writeln!(out, "  {}", one_line(line.trim()))?;
             }
         }
     }
@@ -413,7 +415,7 @@ pub fn explain_scenario(
         .explain(&spec)
         .ok_or_else(|| Error::Usage(format!("device `{}` cannot do DMA", spec.device)))?;
     let mut text = vec![
-        format!("{label} of {path}: {}", spec.describe()),
+        format!("{label} of {}: {}", one_line(path), spec.describe()),
         format!(
             "translated by {unit_name}; walked from memory without side effects (no cache, no A/D write, nothing recorded)"
         ),

@@ -506,6 +506,59 @@ fn a_mismatch_naming_a_newline_stays_one_line() {
 }
 
 #[test]
+fn a_control_character_in_a_name_is_refused_at_load() {
+    for (what, text) in [
+        (
+            "the scenario name",
+            format!("name = \"a\\nforged line\"\n{ONE_DEVICE}"),
+        ),
+        (
+            "a device name",
+            "[[device]]\nname = \"nic\\u001b[2J\"\nguest_bdf = \"00:02.0\"\n".to_string(),
+        ),
+        (
+            "a stage-1 table name",
+            "[vmm]\nmode = \"manual\"\n[[device]]\nname = \"nic0\"\nguest_bdf = \"00:02.0\"\n[[step]]\nop = \"stage1\"\nname = \"t\\u0007\"\n".to_string(),
+        ),
+        (
+            "a region name",
+            format!(
+                "[memory]\nregions = [{{ name = \"ram\\r\", gpa = 0, size = 0x100000 }}]\n{ONE_DEVICE}"
+            ),
+        ),
+    ] {
+        let path = temp("control-name.toml", &text);
+        let (code, out, err) = run(&["run", &path]);
+        assert_eq!(code, 2, "{what}: {err}");
+        assert!(out.is_empty());
+        assert_one_line_error(&err);
+        assert!(
+            err.contains(&format!("{what} ")) && err.contains("contains a control character"),
+            "{what}: {err}"
+        );
+    }
+}
+
+#[test]
+fn run_prints_a_path_with_a_newline_and_a_multi_line_description_line_by_line() {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let path = dir.join("two\nlines.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "name = \"described\"\ndescription = \"\"\"\nfirst\\rline\nsecond line\n\"\"\"\n{ONE_DEVICE}"
+        ),
+    )
+    .unwrap();
+    let (code, out, err) = run(&["run", &path.to_string_lossy()]);
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines[0].starts_with("scenario: described (") && lines[0].contains(r"two\nlines.toml"));
+    assert_eq!(lines[1], r"  first\rline");
+    assert_eq!(lines[2], "  second line");
+}
+
+#[test]
 fn generate_refuses_a_count_past_what_a_trace_holds_before_writing() {
     let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("huge.trace");
     let _ = std::fs::remove_file(&path);

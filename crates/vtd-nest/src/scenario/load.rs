@@ -160,6 +160,7 @@ pub fn parse(path: &str, text: &str) -> Result<Scenario> {
         path: path.to_string(),
         msg,
     };
+    check_names(&file).map_err(config_err)?;
 
     // The machine.
     let mut unit = match file.platform.preset {
@@ -379,6 +380,38 @@ pub fn parse(path: &str, text: &str) -> Result<Scenario> {
     Ok(sc)
 }
 
+/// Every name the scenario gives (its own, host devices', regions' and devices') is one
+/// line of text: names end up in `run`, `explain` and `--json` output, where a newline or
+/// escape sequence would forge or garble lines.
+fn check_names(file: &ScenarioFile) -> std::result::Result<(), String> {
+    let host = file.platform.devices.iter().flatten();
+    let regions = file.memory.regions.iter().flatten();
+    let mut given = file
+        .name
+        .iter()
+        .map(|n| ("the scenario name", n))
+        .chain(host.map(|d| ("a host device name", &d.name)))
+        .chain(regions.map(|r| ("a region name", &r.name)))
+        .chain(file.device.iter().map(|d| ("a device name", &d.name)))
+        .chain(
+            file.device
+                .iter()
+                .filter_map(|d| d.host.as_ref().map(|h| ("a device's host name", h))),
+        );
+    given.try_for_each(|(what, name)| one_line_name(what, name))
+}
+
+/// `name` unless it holds a control character (see [`check_names`]).
+fn one_line_name(what: &str, name: &str) -> std::result::Result<(), String> {
+    if name.chars().any(char::is_control) {
+        return Err(format!(
+            "{what} \"{}\" contains a control character; names are one line of text",
+            crate::one_line(name)
+        ));
+    }
+    Ok(())
+}
+
 fn names<'a>(it: impl Iterator<Item = &'a str>) -> String {
     let v: Vec<&str> = it.collect();
     if v.is_empty() {
@@ -544,6 +577,7 @@ fn check_steps(sc: &Scenario, unit: &UnitConfig) -> Result<()> {
                 booted = true;
             }
             Step::Stage1 { name, levels, root } => {
+                one_line_name("a stage-1 table name", name).map_err(fail)?;
                 if tables.contains_key(name.as_str()) {
                     return Err(fail(format!("stage-1 table `{name}` exists already")));
                 }
@@ -654,6 +688,8 @@ fn check_steps(sc: &Scenario, unit: &UnitConfig) -> Result<()> {
                 assigned(d)?;
                 stage2_table()?;
                 let a = a.as_deref().unwrap_or("ioas");
+                one_line_name("an IOAS name", a).map_err(fail)?;
+                one_line_name("an HWPT name", name).map_err(fail)?;
                 if !ioas.insert(a) {
                     return Err(fail(format!("IOAS `{a}` exists already")));
                 }
@@ -705,6 +741,7 @@ fn check_steps(sc: &Scenario, unit: &UnitConfig) -> Result<()> {
                         }
                     }
                 }
+                one_line_name("an HWPT name", name).map_err(fail)?;
                 if !hwpts.insert(name) {
                     return Err(fail(format!("HWPT `{name}` exists already")));
                 }
