@@ -132,6 +132,12 @@ pub struct Shadow {
     pub parent: u32,
     /// Current attachment.
     pub attachment: Attachment,
+    /// Nested HWPTs nothing holds any more whose destroy the host refused: kept so a
+    /// later [`Shadow::retry_destroys`] frees them instead of leaking them for the life of
+    /// the iommufd. Never the attached one.
+    pending: Vec<u32>,
+    /// Destroys of such HWPTs the host refused, retries included.
+    refused: u64,
 }
 
 impl Shadow {
@@ -140,6 +146,64 @@ impl Shadow {
         Self {
             parent,
             attachment: Attachment::Blocked,
+            pending: Vec::new(),
+            refused: 0,
+        }
+    }
+
+    /// The nested HWPTs the host refused to destroy, waiting for a retry.
+    pub fn pending_destroys(&self) -> &[u32] {
+        &self.pending
+    }
+
+    /// How many destroys of nested HWPTs the host has refused, retries included.
+    pub fn refused_destroys(&self) -> u64 {
+        self.refused
+    }
+
+    /// Try again to destroy the nested HWPTs the host refused before; an id is dropped
+    /// once its destroy succeeds, the host no longer has it, or it is the attachment
+    /// (which owns it again), and kept otherwise.
+    pub fn retry_destroys<I: IoctlFd>(&mut self, iommufd: &Iommufd<I>) {
+        let attached = self.attached_hwpt();
+        for hwpt in std::mem::take(&mut self.pending) {
+            // Never destroyed from under the device.
+            if Some(hwpt) != attached {
+                self.destroy_or_keep(iommufd, hwpt);
+            }
+        }
+    }
+
+    /// The device's file was closed, which detaches it on the host: what it was attached
+    /// to is held no more, so a nested HWPT joins the ones to destroy.
+    pub(crate) fn device_closed(&mut self) {
+        if let Attachment::Nested { hwpt, .. } =
+            std::mem::replace(&mut self.attachment, Attachment::Blocked)
+        {
+            self.pending.push(hwpt);
+        }
+    }
+
+    fn attached_hwpt(&self) -> Option<u32> {
+        match self.attachment {
+            Attachment::Nested { hwpt, .. } => Some(hwpt),
+            _ => None,
+        }
+    }
+
+    /// Destroy a nested HWPT nothing holds any more, or keep its id if the host refuses
+    /// (a transient error, or EBUSY while something else still references it). ENOENT
+    /// means it is gone already: nothing to keep.
+    fn destroy_or_keep<I: IoctlFd>(&mut self, iommufd: &Iommufd<I>, hwpt: u32) {
+        match iommufd.destroy(hwpt) {
+            Ok(()) => {}
+            Err(e) if e.errno() == Some(Errno::ENOENT) => {}
+            Err(_) => {
+                self.refused += 1;
+                if !self.pending.contains(&hwpt) {
+                    self.pending.push(hwpt);
+                }
+            }
         }
     }
 
@@ -147,7 +211,8 @@ impl Shadow {
     /// before the old one is destroyed (a replace, so DMA never sees a gap the guest did
     /// not ask for). If the host refuses any step the device is blocked, never left on a
     /// stage 1 the guest has abandoned; if even the detach is refused, the record keeps
-    /// what the host still has, and the next invalidation tries again.
+    /// what the host still has, and the next invalidation tries again. A refused destroy
+    /// of the old HWPT keeps its id in [`Shadow::pending_destroys`].
     pub fn apply<I: IoctlFd, D: IoctlFd>(
         &mut self,
         iommufd: &Arc<Iommufd<I>>,
@@ -201,7 +266,7 @@ impl Shadow {
         match reached {
             Ok((attachment, change)) => {
                 let old = std::mem::replace(&mut self.attachment, attachment);
-                Self::release(iommufd, old);
+                self.release(iommufd, old);
                 Ok(change)
             }
             Err(e) => {
@@ -214,15 +279,18 @@ impl Shadow {
     /// Allocate a nested HWPT for `s1` and attach the device to it (replacing what it
     /// had). A refused attach leaves the device where it was and drops the new HWPT.
     fn attach_nested<I: IoctlFd, D: IoctlFd>(
-        &self,
+        &mut self,
         iommufd: &Iommufd<I>,
         dev: &VfioDevice<D>,
         dev_id: u32,
         s1: VtdS1,
     ) -> Result<u32, vtd_iommufd::Error> {
         let hwpt = iommufd.hwpt_alloc_nested(dev_id, self.parent, &s1, None)?;
+        // The host hands out an id only once its object is gone, so a pending id equal to
+        // this one was destroyed behind our back: retrying it would destroy the new HWPT.
+        self.pending.retain(|&p| p != hwpt);
         if let Err(e) = dev.attach_pt(hwpt) {
-            let _ = iommufd.destroy(hwpt);
+            self.destroy_or_keep(iommufd, hwpt);
             return Err(e);
         }
         Ok(hwpt)
@@ -239,13 +307,16 @@ impl Shadow {
             return;
         }
         let old = std::mem::replace(&mut self.attachment, Attachment::Blocked);
-        Self::release(iommufd, old);
+        self.release(iommufd, old);
     }
 
-    /// Destroy the nested HWPT of an attachment nothing holds any more.
-    fn release<I: IoctlFd>(iommufd: &Iommufd<I>, old: Attachment) {
-        if let Attachment::Nested { hwpt, .. } = old {
-            let _ = iommufd.destroy(hwpt);
+    /// Destroy the nested HWPT of an attachment nothing holds any more (kept for a retry
+    /// if the host refuses).
+    fn release<I: IoctlFd>(&mut self, iommufd: &Iommufd<I>, old: Attachment) {
+        if let Attachment::Nested { hwpt, .. } = old
+            && Some(hwpt) != self.attached_hwpt()
+        {
+            self.destroy_or_keep(iommufd, hwpt);
         }
     }
 }

@@ -265,6 +265,32 @@ impl<I: IoctlFd + Send + Sync + 'static, D: IoctlFd + Send + Sync + 'static> VIo
         lock(&self.core.events).dropped
     }
 
+    /// How many nested HWPTs the host refused to destroy and the vIOMMU keeps to retry
+    /// (at the guest's next invalidation, and on drop); zero once all are destroyed.
+    pub fn pending_destroys(&self) -> usize {
+        lock(&self.core.devices)
+            .iter()
+            .map(|d| d.shadow.pending_destroys().len())
+            .sum()
+    }
+
+    /// The ids of those nested HWPTs: none of them is any device's attachment.
+    pub fn pending_destroy_ids(&self) -> Vec<u32> {
+        lock(&self.core.devices)
+            .iter()
+            .flat_map(|d| d.shadow.pending_destroys().iter().copied())
+            .collect()
+    }
+
+    /// How many times the host refused to destroy a nested HWPT nothing used any more,
+    /// retries included.
+    pub fn refused_destroys(&self) -> u64 {
+        lock(&self.core.devices)
+            .iter()
+            .map(|d| d.shadow.refused_destroys())
+            .sum()
+    }
+
     /// The host attachment of the assigned device `name`.
     pub fn attachment(&self, name: &str) -> Option<Attachment> {
         lock(&self.core.devices)
@@ -310,19 +336,26 @@ impl<I: IoctlFd + Send + Sync + 'static, D: IoctlFd + Send + Sync + 'static> VIo
 
 impl<I: IoctlFd + Send + Sync + 'static, D: IoctlFd + Send + Sync + 'static> Drop for VIommu<I, D> {
     /// Release the host side in dependency order: each device detached and its nested
-    /// HWPT destroyed, then the nest parent and its IOAS. The guest-facing unit may
-    /// outlive this (emulated devices hold it); with no devices left, its observer has
-    /// nothing to shadow or forward.
+    /// HWPT destroyed, then the nest parent and its IOAS. Nested HWPTs the host refused to
+    /// destroy (now or before) are tried once more after every device file is closed,
+    /// which also undoes a detach the host refused, and before the parent they sit on.
+    /// The guest-facing unit may outlive this (emulated devices hold it); with no devices
+    /// left, its observer has nothing to shadow or forward.
     fn drop(&mut self) {
         let devices = std::mem::take(&mut *lock(&self.core.devices));
         let iommufd = &self.core.iommufd;
+        let mut shadows = Vec::with_capacity(devices.len());
         for dev in devices {
-            if dev.shadow.attachment != Attachment::Blocked {
-                let _ = dev.vfio.detach_pt();
-            }
-            if let Attachment::Nested { hwpt, .. } = dev.shadow.attachment {
-                let _ = iommufd.destroy(hwpt);
-            }
+            let Assigned {
+                vfio, mut shadow, ..
+            } = dev;
+            shadow.block(iommufd, &vfio);
+            drop(vfio);
+            shadow.device_closed();
+            shadows.push(shadow);
+        }
+        for shadow in &mut shadows {
+            shadow.retry_destroys(iommufd);
         }
         let _ = iommufd.destroy(self.core.stage2.hwpt);
         let _ = iommufd.destroy(self.core.stage2.ioas);
@@ -361,6 +394,7 @@ impl<I: IoctlFd, D: IoctlFd> Core<I, D> {
         };
         let mut devices = lock(&self.devices);
         for dev in devices.iter_mut() {
+            dev.shadow.retry_destroys(&self.iommufd);
             let target = self.target_for(&unit, dev);
             match dev
                 .shadow
@@ -390,6 +424,9 @@ impl<I: IoctlFd, D: IoctlFd> Core<I, D> {
         let all = [VtdS1Invalidate::all()];
         let mut devices = lock(&self.devices);
         for dev in devices.iter_mut() {
+            // Every forwarded invalidation is a chance to free what the host refused to
+            // destroy before, whichever devices it covers.
+            dev.shadow.retry_destroys(&self.iommufd);
             let Attachment::Nested {
                 hwpt, did: dev_did, ..
             } = dev.shadow.attachment

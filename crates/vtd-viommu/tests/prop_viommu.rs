@@ -7,8 +7,9 @@
 //!   lets DMA out of guest RAM (assigned or emulated), and the host attachment stays what
 //!   the VMM recorded.
 //! - Shadowing converges: after each properly invalidated PASID-entry change the host
-//!   attachment is what the guest's entry says, and no stale nested HWPT stays allocated,
-//!   also when the host refuses an allocation, attach or detach on the way.
+//!   attachment is what the guest's entry says, and no stale nested HWPT stays allocated
+//!   beyond the ones the VMM keeps to retry, also when the host refuses an allocation,
+//!   attach, detach or destroy on the way; the next invalidation or the drop frees those.
 //! - Forwarding is complete: after a stage-1 change and the right invalidation, the next
 //!   DMA uses the new mapping (or faults, if the host refused to flush).
 //!
@@ -1057,10 +1058,29 @@ fn host_failure() -> impl Strategy<Value = Option<(u64, Errno)>> {
         1 => Just(Some((ioctl::IOMMU_HWPT_ALLOC, Errno::ENOMEM))),
         1 => Just(Some((ioctl::VFIO_DEVICE_ATTACH_IOMMUFD_PT, Errno::ENOMEM))),
         1 => Just(Some((ioctl::VFIO_DEVICE_DETACH_IOMMUFD_PT, Errno::EINVAL))),
+        1 => Just(Some((ioctl::IOMMU_DESTROY, Errno::EBUSY))),
     ]
 }
 
-fn shadowing_converges(steps: Vec<(Option<(u64, Errno)>, Step)>) -> Result<(), TestCaseError> {
+/// The nested HWPTs the devices are attached to, sorted.
+fn attached_hwpts(s: &Setup) -> Vec<u32> {
+    let mut live: Vec<u32> = ["nic0", "ssd0"]
+        .into_iter()
+        .filter_map(|name| match s.viommu.attachment(name) {
+            Some(Attachment::Nested { hwpt, .. }) => Some(hwpt),
+            _ => None,
+        })
+        .collect();
+    live.sort_unstable();
+    live
+}
+
+/// `settle`: once the steps are done (and failures with them), the guest invalidates once
+/// more before the VMM is dropped; else the VMM is dropped with whatever is pending.
+fn shadowing_converges(
+    steps: Vec<(Option<(u64, Errno)>, Step)>,
+    settle: bool,
+) -> Result<(), TestCaseError> {
     let s = setup_with(guest_map(), true);
     let mut driver = GuestDriver::boot(s.viommu.unit(), s.mem.clone(), &s.pages).unwrap();
     let mut roots = Vec::new();
@@ -1208,12 +1228,47 @@ fn shadowing_converges(steps: Vec<(Option<(u64, Errno)>, Step)>) -> Result<(), T
             }
         }
         check_host_matches(&s, &[("nic0", HOST_NIC_SID), ("ssd0", HOST_SSD_SID)])?;
+        // What the host refused to destroy is kept, never the attached one; nothing else
+        // stays allocated.
+        let pending = s.viommu.pending_destroy_ids();
+        prop_assert!(
+            pending.iter().all(|id| !live.contains(id)),
+            "pending {:?} holds an attached HWPT of {:?}",
+            pending,
+            live
+        );
+        live.extend(pending);
         live.sort_unstable();
         prop_assert_eq!(
             nested_hwpts(&s),
             live,
             "nested HWPTs left allocated after {:?}",
             step
+        );
+    }
+    if settle {
+        driver.submit(&[pasid_cache_all()]).unwrap();
+        prop_assert_eq!(
+            s.viommu.pending_destroys(),
+            0,
+            "pending after a clean invalidation"
+        );
+        prop_assert_eq!(nested_hwpts(&s), attached_hwpts(&s));
+    }
+    drop(driver);
+    let iommufd = s.viommu.iommufd().clone();
+    let (ioas, parent) = (s.viommu.stage2().ioas, s.viommu.stage2().hwpt);
+    drop(s.viommu);
+    let leaked: Vec<u32> = (1..=64)
+        .filter(|&id| iommufd.hwpt_invalidate(id, &[]).is_ok())
+        .collect();
+    prop_assert_eq!(leaked, Vec::<u32>::new(), "nested HWPTs left after drop");
+    for id in [parent, ioas] {
+        prop_assert_eq!(
+            iommufd.destroy(id).err().and_then(|e| e.errno()),
+            Some(Errno::ENOENT),
+            "object {} left after drop",
+            id
         );
     }
     Ok(())
@@ -1225,12 +1280,15 @@ proptest! {
     /// (c) After every PASID-entry, context or remapping change followed by its
     /// invalidation, each device's host attachment is what the guest's entry says now (or
     /// blocked, with an event, when a host call failed), the host unit has what the VMM
-    /// recorded, and exactly the nested HWPTs in use are allocated.
+    /// recorded, and exactly the nested HWPTs in use, or kept because the host refused to
+    /// destroy them, are allocated. Once failures stop, one more invalidation leaves none
+    /// kept, and dropping the VMM leaves no nested HWPT, parent or IOAS.
     #[test]
     fn shadowing_converges_to_the_guest_entry(
         steps in prop::collection::vec((host_failure(), step()), 1..24),
+        settle in any::<bool>(),
     ) {
-        shadowing_converges(steps)?;
+        shadowing_converges(steps, settle)?;
     }
 }
 

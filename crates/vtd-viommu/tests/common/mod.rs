@@ -33,6 +33,8 @@ enum Action {
     /// Fail it, and this many more after it.
     Fail(Errno, u32),
     Run(Box<dyn FnOnce() + Send>),
+    /// Run the hook (which may arm the next action), then fail with the errno.
+    FailAfter(Errno, Box<dyn FnOnce() + Send>),
 }
 
 /// An action shared by the VMM's files: the next ioctls with the armed request number
@@ -57,6 +59,12 @@ impl Faults {
         *self.0.lock().unwrap() = Some((request, Action::Run(Box::new(hook))));
     }
 
+    /// Fail the next `request` with `errno` after running `hook`, which may arm the next
+    /// action: two refusals in a row, of different calls.
+    pub fn fail_then(&self, request: u64, errno: Errno, hook: impl FnOnce() + Send + 'static) {
+        *self.0.lock().unwrap() = Some((request, Action::FailAfter(errno, Box::new(hook))));
+    }
+
     /// Disarm; true if an armed action had not happened (in full).
     pub fn disarm(&self) -> bool {
         self.0.lock().unwrap().take().is_some()
@@ -74,7 +82,9 @@ impl Faults {
                 }
                 Some(Action::Fail(e, 0))
             }
-            Some((r, Action::Run(_))) if *r == request => armed.take().map(|(_, a)| a),
+            Some((r, Action::Run(_) | Action::FailAfter(..))) if *r == request => {
+                armed.take().map(|(_, a)| a)
+            }
             _ => None,
         }
     }
@@ -99,6 +109,10 @@ impl<F: IoctlFd> IoctlFd for Flaky<F> {
         match self.faults.take(request) {
             Some(Action::Fail(e, _)) => return Err(e),
             Some(Action::Run(hook)) => hook(),
+            Some(Action::FailAfter(e, hook)) => {
+                hook();
+                return Err(e);
+            }
             None => {}
         }
         // SAFETY: forwarded unchanged; the caller upholds the ioctl contract for `arg`.
