@@ -138,6 +138,9 @@ pub struct Shadow {
     pending: Vec<u32>,
     /// Destroys of such HWPTs the host refused, retries included.
     refused: u64,
+    /// Ids that joined `pending` since [`Shadow::take_new_refusals`] last ran, with the
+    /// host's errno: the vIOMMU logs each once, not on every retry.
+    new_refusals: Vec<(u32, Option<Errno>)>,
 }
 
 impl Shadow {
@@ -148,6 +151,7 @@ impl Shadow {
             attachment: Attachment::Blocked,
             pending: Vec::new(),
             refused: 0,
+            new_refusals: Vec::new(),
         }
     }
 
@@ -161,17 +165,21 @@ impl Shadow {
         self.refused
     }
 
+    /// The HWPTs whose destroy the host refused for the first time since the last call,
+    /// with its errno.
+    pub fn take_new_refusals(&mut self) -> Vec<(u32, Option<Errno>)> {
+        std::mem::take(&mut self.new_refusals)
+    }
+
     /// Try again to destroy the nested HWPTs the host refused before; an id is dropped
     /// once its destroy succeeds, the host no longer has it, or it is the attachment
     /// (which owns it again), and kept otherwise.
     pub fn retry_destroys<I: IoctlFd>(&mut self, iommufd: &Iommufd<I>) {
         let attached = self.attached_hwpt();
-        for hwpt in std::mem::take(&mut self.pending) {
-            // Never destroyed from under the device.
-            if Some(hwpt) != attached {
-                self.destroy_or_keep(iommufd, hwpt);
-            }
-        }
+        let mut pending = std::mem::take(&mut self.pending);
+        // Never destroyed from under the device; kept while the host still refuses.
+        pending.retain(|&hwpt| Some(hwpt) != attached && self.destroy(iommufd, hwpt).is_err());
+        self.pending = pending;
     }
 
     /// The device's file was closed, which detaches it on the host: what it was attached
@@ -195,14 +203,26 @@ impl Shadow {
     /// (a transient error, or EBUSY while something else still references it). ENOENT
     /// means it is gone already: nothing to keep.
     fn destroy_or_keep<I: IoctlFd>(&mut self, iommufd: &Iommufd<I>, hwpt: u32) {
+        if let Err(errno) = self.destroy(iommufd, hwpt)
+            && !self.pending.contains(&hwpt)
+        {
+            self.pending.push(hwpt);
+            self.new_refusals.push((hwpt, errno));
+        }
+    }
+
+    /// Destroy `hwpt`; a refusal is counted and its errno returned.
+    fn destroy<I: IoctlFd>(
+        &mut self,
+        iommufd: &Iommufd<I>,
+        hwpt: u32,
+    ) -> Result<(), Option<Errno>> {
         match iommufd.destroy(hwpt) {
-            Ok(()) => {}
-            Err(e) if e.errno() == Some(Errno::ENOENT) => {}
-            Err(_) => {
+            Ok(()) => Ok(()),
+            Err(e) if e.errno() == Some(Errno::ENOENT) => Ok(()),
+            Err(e) => {
                 self.refused += 1;
-                if !self.pending.contains(&hwpt) {
-                    self.pending.push(hwpt);
-                }
+                Err(e.errno())
             }
         }
     }

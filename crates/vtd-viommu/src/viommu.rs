@@ -93,6 +93,17 @@ pub enum Event {
         /// Entries the host processed, or its errno.
         result: Result<u32, Errno>,
     },
+    /// The host refused to destroy a nested HWPT the device no longer uses; the vIOMMU
+    /// keeps its id and tries again at every later invalidation and on drop (see
+    /// [`VIommu::pending_destroys`]). Logged once per HWPT.
+    DestroyRefused {
+        /// The device whose HWPT it was.
+        device: String,
+        /// The HWPT.
+        hwpt: u32,
+        /// The host's errno.
+        errno: Option<Errno>,
+    },
 }
 
 /// One assigned device.
@@ -231,6 +242,7 @@ impl<I: IoctlFd + Send + Sync + 'static, D: IoctlFd + Send + Sync + 'static> VIo
             }
             Err(e) => return Err(e.into()),
         }
+        self.core.log_refusals(&mut assigned);
         devices.push(assigned);
         Ok(())
     }
@@ -372,6 +384,17 @@ impl<I: IoctlFd, D: IoctlFd> Core<I, D> {
         log.events.push_back(event);
     }
 
+    /// Log the HWPTs the host newly refused to destroy for `dev`.
+    fn log_refusals(&self, dev: &mut Assigned<D>) {
+        for (hwpt, errno) in dev.shadow.take_new_refusals() {
+            self.log(Event::DestroyRefused {
+                device: dev.name.clone(),
+                hwpt,
+                errno,
+            });
+        }
+    }
+
     /// What the guest's tables say for the device's requests without PASID.
     fn target_for(&self, unit: &GuestUnit, dev: &mut Assigned<D>) -> Target {
         match unit.lookup_pasid_entry(dev.guest_sid, None) {
@@ -412,6 +435,7 @@ impl<I: IoctlFd, D: IoctlFd> Core<I, D> {
                     errno: e.errno(),
                 }),
             }
+            self.log_refusals(dev);
         }
     }
 
@@ -427,6 +451,7 @@ impl<I: IoctlFd, D: IoctlFd> Core<I, D> {
             // Every forwarded invalidation is a chance to free what the host refused to
             // destroy before, whichever devices it covers.
             dev.shadow.retry_destroys(&self.iommufd);
+            self.log_refusals(dev);
             let Attachment::Nested {
                 hwpt, did: dev_did, ..
             } = dev.shadow.attachment
@@ -444,6 +469,7 @@ impl<I: IoctlFd, D: IoctlFd> Core<I, D> {
                 continue;
             };
             dev.shadow.block(&self.iommufd, &dev.vfio);
+            self.log_refusals(dev);
             if dev.shadow.attachment == Attachment::Blocked {
                 self.log(Event::Shadowed {
                     device: dev.name.clone(),

@@ -12,9 +12,9 @@ use common::{
 };
 use vtd_iommufd::{Errno, IoctlFd, Iommufd, VfioDevice, ioctl};
 use vtd_kernel::VfioDeviceFile;
-use vtd_viommu::GuestMemory;
 use vtd_viommu::guest::GuestDriver;
 use vtd_viommu::shadow::Attachment;
+use vtd_viommu::{Event, GuestMemory};
 
 /// The nested HWPT the NIC is attached to.
 fn nic_hwpt(s: &Setup) -> u32 {
@@ -95,6 +95,37 @@ fn a_hwpt_another_device_still_holds_is_destroyed_once_it_lets_go() {
     // The NIC's DMA went through its new HWPT all along.
     s.mem.write(GPA, b"fresh").unwrap();
     assert_eq!(dma_read(&s, IOVA, 5).unwrap(), b"fresh");
+}
+
+#[test]
+fn a_refused_destroy_is_logged_once_with_the_errno_however_often_it_is_retried() {
+    let s = setup();
+    let mut driver = boot(&s);
+    let old = nic_hwpt(&s);
+    let ssd = ssd_holds(&s, old);
+    s.viommu.take_events();
+    guest_moves_nic(&mut driver);
+    driver.invalidate(DID, 0, Some(IOVA), 0, true).unwrap();
+    driver.invalidate(DID, 0, Some(IOVA), 0, true).unwrap();
+    assert_eq!(s.viommu.refused_destroys(), 3);
+    let refusals: Vec<_> = s
+        .viommu
+        .take_events()
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::DestroyRefused {
+                device,
+                hwpt,
+                errno,
+            } => Some((device, hwpt, errno)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        refusals,
+        vec![("nic0".to_string(), old, Some(Errno::EBUSY))]
+    );
+    drop(ssd);
 }
 
 #[test]

@@ -1131,6 +1131,14 @@ pub fn event_line(e: &Event) -> String {
             "{device}: the host refused the guest's stage 1 ({}); DMA blocked",
             errno.map_or("no errno".to_string(), |e| e.to_string())
         ),
+        Event::DestroyRefused {
+            device,
+            hwpt,
+            errno,
+        } => format!(
+            "{device}: the host refused to destroy unused nested HWPT {hwpt} ({}); kept and retried",
+            errno.map_or("no errno".to_string(), |e| e.to_string())
+        ),
         Event::Forwarded {
             device,
             hwpt,
