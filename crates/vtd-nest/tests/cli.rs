@@ -540,6 +540,40 @@ fn a_control_character_in_a_name_is_refused_at_load() {
 }
 
 #[test]
+fn invalidate_fields_its_form_would_ignore_are_refused() {
+    let guest = format!(
+        "{ONE_DEVICE}[[step]]\nop = \"guest_boot\"\n[[step]]\nop = \"invalidate\"\nexpect = {{ errno = \"EINVAL\" }}\n"
+    );
+    let manual = std::fs::read_to_string(example("nested-manual.toml"))
+        .unwrap()
+        .replace(
+            "hwpt = \"nested\"\niova",
+            "hwpt = \"nested\"\ndid = 3\niova",
+        );
+    assert!(
+        manual.contains("did = 3"),
+        "the example's invalidate step moved"
+    );
+    for (name, text, says) in [
+        (
+            "guest-expect.toml",
+            guest,
+            "`expect` applies to IOMMU_HWPT_INVALIDATE",
+        ),
+        (
+            "hwpt-did.toml",
+            manual,
+            "`did` and `pasid` belong to a guest invalidation",
+        ),
+    ] {
+        let (code, _, err) = run(&["run", &temp(name, &text)]);
+        assert_eq!(code, 2, "{name}: {err}");
+        assert_one_line_error(&err);
+        assert!(err.contains(says), "{name}: {err}");
+    }
+}
+
+#[test]
 fn run_prints_a_path_with_a_newline_and_a_multi_line_description_line_by_line() {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
     let path = dir.join("two\nlines.toml");

@@ -214,7 +214,8 @@ pub enum VmmMode {
     /// invalidations forwarded, emulated devices behind the guest-facing unit.
     #[default]
     Viommu,
-    /// Every iommufd call is a step (ioas_alloc, ioas_map, alloc, attach, invalidate).
+    /// Every iommufd call is a step (stage2, ioas_unmap, alloc, attach, detach,
+    /// invalidate with hwpt, dirty_tracking, dirty_bitmap).
     Manual,
 }
 
@@ -480,7 +481,7 @@ pub enum Step {
         did: Option<u16>,
         /// PASID (guest invalidation; default 0).
         #[serde(default)]
-        pasid: u32,
+        pasid: Option<u32>,
         /// First IOVA; absent: everything.
         #[serde(default)]
         iova: Option<Num>,

@@ -657,13 +657,28 @@ fn check_steps(sc: &Scenario, unit: &UnitConfig) -> Result<()> {
             }
             Step::Invalidate {
                 hwpt: h,
+                did,
+                pasid,
                 pages,
                 expect,
                 ..
             } => {
                 errno(expect)?;
                 match h {
-                    Some(h) => hwpt(h)?,
+                    Some(h) => {
+                        hwpt(h)?;
+                        // IOMMU_HWPT_INVALIDATE names the HWPT, not a domain or PASID.
+                        if did.is_some() || pasid.is_some() {
+                            return Err(fail(
+                                "`did` and `pasid` belong to a guest invalidation; with `hwpt` the HWPT names what to flush".into(),
+                            ));
+                        }
+                    }
+                    None if expect.is_some() => {
+                        return Err(fail(
+                            "a guest invalidation always completes; `expect` applies to IOMMU_HWPT_INVALIDATE with `hwpt`".into(),
+                        ));
+                    }
                     None => {
                         if !viommu || !booted {
                             return Err(fail("a guest invalidation needs the vIOMMU and a booted guest; name an `hwpt` to call IOMMU_HWPT_INVALIDATE directly".into()));
@@ -923,14 +938,14 @@ pub fn in_memory(map: &MemoryMap, gpa: u64, len: u64) -> bool {
     }
 }
 
-/// Translation kinds `expect.kind` accepts.
-pub const KINDS: [&str; 6] = [
+/// Translation kinds `expect.kind` accepts: those a `dma` step can give (it sends
+/// untranslated requests, so never a pre-translated one).
+pub const KINDS: [&str; 5] = [
     "nested",
     "second-stage",
     "first-stage",
     "pass-through",
     "untranslated",
-    "pre-translated",
 ];
 
 /// Bytes of a page size.

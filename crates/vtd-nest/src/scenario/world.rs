@@ -733,6 +733,7 @@ impl<'a> World<'a> {
                 }
                 None => {
                     let did = did.unwrap_or(1);
+                    let pasid = &pasid.unwrap_or(0);
                     let am = npages.trailing_zeros() as u8;
                     let addr = iova.map(|a| a.0);
                     self.driver()?
