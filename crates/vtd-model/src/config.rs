@@ -77,7 +77,7 @@ pub enum NonSnoopedAd {
 
 /// Behaviour switches for every UNSURE point of the hardware reference that changes what a
 /// translation observes. The defaults are documented on each type.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ModelSwitches {
     /// SPR17 erratum (§6.5); off by default, [`Spr17::TopLevel`] in the Sapphire Rapids preset.
     pub erratum_spr17: Spr17,
@@ -100,8 +100,17 @@ pub struct ModelSwitches {
     pub capability_reserved_fields: bool,
 }
 
+/// The documented defaults ([`ModelSwitches::architectural`]), so a configuration built
+/// field by field enforces the same reserved fields as every preset.
+impl Default for ModelSwitches {
+    fn default() -> Self {
+        Self::architectural()
+    }
+}
+
 impl ModelSwitches {
-    /// The defaults with capability-dependent reserved fields enforced.
+    /// The defaults: each switch's documented default, capability-dependent reserved fields
+    /// enforced.
     pub const fn architectural() -> Self {
         Self {
             erratum_spr17: Spr17::Off,
@@ -313,6 +322,12 @@ impl Default for UnitConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn default_switches_enforce_capability_reserved_fields() {
+        assert_eq!(ModelSwitches::default(), ModelSwitches::architectural());
+        assert!(ModelSwitches::default().capability_reserved_fields);
+    }
 
     #[test]
     fn presets_validate() {
