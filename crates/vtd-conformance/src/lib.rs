@@ -1,4 +1,4 @@
-//! One iommufd conformance suite, written once against `vtd-iommufd` over
+//! One set of iommufd conformance cases, written once against `vtd-iommufd` over
 //! [`vtd_iommufd::IoctlFd`], run against a real `/dev/iommu` and against the simulated
 //! kernel of `vtd-kernel` — the proof that user-space code runs unchanged on both.
 //!
@@ -8,7 +8,7 @@
 //! IOVAs, decoded registers), so a behaviour the cases do not pin down still shows up as
 //! a disagreement.
 //!
-//! Two suites:
+//! The cases form two suites:
 //! - [`Suite::Selftest`]: the generic iommufd contract with the kernel's selftest mock
 //!   devices (`IOMMU_TEST_CMD`), for a kernel with `CONFIG_IOMMUFD_TEST` and no other
 //!   IOMMU (a guest without an emulated IOMMU; the simulation with `iommufd_test`).

@@ -1,6 +1,6 @@
 //! The CLI's errors: bad input (usage, files that do not parse, impossible configurations)
 //! as one line each. An expectation that does not hold is not an error but a scenario
-//! outcome (see [`crate::scenario::run`]).
+//! outcome (see [`crate::run_scenario`]).
 
 use std::io;
 
