@@ -5,7 +5,6 @@ use std::fs::OpenOptions;
 use vtd_iommufd::{IoctlFd, Iommufd, VfioDevice};
 use vtd_kernel::{DeviceDesc, Platform, PlatformDesc};
 use vtd_model::UnitConfig;
-use vtd_spec::regs::{Cap, Ecap};
 
 use crate::{Failure, Suite};
 
@@ -70,11 +69,7 @@ impl Target for RealTarget {
 /// QEMU 10.0's `-device intel-iommu,intremap=on,x-scalable-mode=on` as a simulated
 /// unit: the CAP and ECAP values that unit reports through IOMMU_GET_HW_INFO.
 pub fn qemu_scalable_unit() -> UnitConfig {
-    UnitConfig {
-        cap: Cap::from_bits(0x00d2_008c_222f_0606),
-        ecap: Ecap::from_bits(0x0000_4800_80f0_0f4a),
-        ..UnitConfig::qemu_scalable()
-    }
+    UnitConfig::qemu_scalable_intremap()
 }
 
 /// The simulated kernel, configured like the guest the suite runs in on the real side.

@@ -292,6 +292,17 @@ impl UnitConfig {
         }
     }
 
+    /// QEMU 10.0's `intel-iommu,intremap=on,x-scalable-mode=on`, as its hw_info reports
+    /// it: [`UnitConfig::qemu_scalable`] plus interrupt remapping (ECAP.IR) and
+    /// MHMV = 15, ECAP `0x480080F00F4A`. The conformance suite's real guests run this
+    /// unit; VFIO binds a device only behind interrupt remapping.
+    pub fn qemu_scalable_intremap() -> Self {
+        Self {
+            ecap: Ecap::from_bits(0x4800_80F0_0F4A),
+            ..Self::qemu_scalable()
+        }
+    }
+
     /// QEMU's `intel-iommu,x-scalable-mode=on,x-flts=on` (§1.11): CAP with FS1GP,
     /// ECAP `0x880000000F42` (first stage and pass-through only).
     pub fn qemu_first_stage() -> Self {
