@@ -9,6 +9,7 @@
 //! | [`config`] | the guest-facing unit's CAP/ECAP, derived from the host's |
 //! | [`guest`] | a scripted guest driver |
 //! | [`stage2`] | the nest parent built from the memory map, with the ERRATA_772415_SPR17 policy |
+//! | [`probe`] | what a host offers a nesting vIOMMU, asked of its kernel before a VM starts |
 //!
 //! Everything here talks to the kernel through [`vtd_iommufd`] over any
 //! [`vtd_iommufd::IoctlFd`], so the same code runs on a real `/dev/iommu` and on the
@@ -18,6 +19,7 @@ pub mod config;
 pub mod emulated;
 pub mod guest;
 pub mod memory;
+pub mod probe;
 pub mod shadow;
 pub mod stage2;
 pub mod viommu;
