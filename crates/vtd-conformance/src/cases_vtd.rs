@@ -58,6 +58,10 @@ pub(crate) static CASES: &[Case] = &[
         name: "viommu.stage2_from_the_memory_map_carries_dma",
         run: viommu_stage2_carries_dma,
     },
+    Case {
+        name: "probe.reports_no_nesting_and_undoes_its_objects",
+        run: probe_reports_no_nesting,
+    },
 ];
 
 /// A fresh iommufd with the edu device bound to it.
@@ -393,6 +397,47 @@ fn viommu_refuses_a_host_without_nesting(t: &dyn Target, log: &mut Log) -> Outco
     // The device went with its file, so nothing holds an id: the next object is 1.
     let next = log.ok("ioas_after", ictx.ioas_alloc())?;
     log.eq("next_id", next, 1)
+}
+
+/// `vtd-nest probe`'s question, asked of this host: QEMU's unit is VT-d in scalable mode
+/// without nesting or second-stage A/D, the kernel flags the erratum, refuses both HWPT
+/// allocations nesting needs, and the verdict names the hardware. The scratch objects
+/// are gone afterwards.
+fn probe_reports_no_nesting(t: &dyn Target, log: &mut Log) -> Outcome {
+    let ictx = Arc::new(t.iommufd()?);
+    let dev = t.edu()?;
+    let report = log.ok("probe", vtd_viommu::probe::probe(&ictx, &dev))?;
+    log.eq("dev_id", report.dev_id, 1)?;
+    let vtd = report
+        .vtd()
+        .ok_or_else(|| Failure("hw_info is not VT-d".into()))?;
+    log.eq("scalable_mode", vtd.ecap.smts(), true)?;
+    log.eq("nesting", vtd.ecap.nest(), false)?;
+    log.eq("slads", vtd.ecap.slads(), false)?;
+    log.eq("erratum_flag", vtd.errata_772415_spr17, true)?;
+    let errno = |r: Result<(), Errno>| match r {
+        Ok(()) => "ok".to_string(),
+        Err(e) => e.name().map_or_else(|| e.0.to_string(), str::to_string),
+    };
+    log.eq(
+        "nest_parent",
+        errno(report.nest_parent),
+        "EOPNOTSUPP".to_string(),
+    )?;
+    log.eq(
+        "dirty_tracking",
+        errno(report.dirty_tracking),
+        "EOPNOTSUPP".to_string(),
+    )?;
+    log.eq(
+        "blocker",
+        report.blocker().map(|b| b.to_string()).unwrap_or_default(),
+        HostUnsupported::NoNesting.to_string(),
+    )?;
+    // The device holds id 1; the scratch IOAS had 2 and is gone, with any HWPT after it.
+    let next = log.ok("ioas_after", ictx.ioas_alloc())?;
+    log.eq("next_id", next, 2)?;
+    log.errno("no_hwpt_left", ictx.destroy(next + 1), Errno::ENOENT)
 }
 
 /// The VMM's stage-2 builder on this host, with a plain paging HWPT (no nesting here):
