@@ -7,9 +7,11 @@
 //! | `explain SCENARIO.toml --step N` | the two-dimensional walk of one DMA, and why it faults |
 //! | `trace FILE` / `trace --generate` | replay or write DMA traces (docs/TRACES.md) |
 //! | `bench` | the hardware-model ratios, measured here |
+//! | `probe` | what a real (or simulated) kernel's IOMMU offers a nesting vIOMMU |
 //!
 //! Everything runs through the public APIs of the layers below (vtd-viommu, vtd-iommufd
-//! on vtd-kernel's files, vtd-model units), as a VMM would. [`main_with`] is the whole
+//! on vtd-kernel's files, vtd-model units), as a VMM would; `probe` alone also talks to a
+//! real `/dev/iommu`. [`main_with`] is the whole
 //! program, writing into any pair of writers so tests can run it in-process.
 
 pub mod bench;
@@ -17,6 +19,7 @@ pub mod demo;
 pub mod error;
 pub mod explain;
 pub mod output;
+pub mod probe;
 pub mod scenario;
 pub mod trace;
 
@@ -122,6 +125,27 @@ pub enum Command {
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
         repeat: u32,
         /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Ask a kernel what its IOMMU offers a nesting vIOMMU: hw_info decoded (what nesting
+    /// needs, the SPR17 erratum flag, dirty tracking), a nest-parent and a dirty-tracking
+    /// HWPT tried and undone, and whether vtd-viommu can run. Exit 0 when every device
+    /// can back it, 1 when one cannot, 2 when the kernel cannot be asked.
+    #[command(
+        after_help = "Examples:\n  vtd-nest probe                          # /dev/iommu, every /dev/vfio/devices/vfio*\n  vtd-nest probe /dev/vfio/devices/vfio0\n  vtd-nest probe --sim sapphire-rapids\n\nA device must be bound to vfio-pci, with a kernel built with IOMMUFD and VFIO_DEVICE_CDEV, and not in use: probing binds it to a fresh iommufd."
+    )]
+    Probe {
+        /// VFIO device cdevs to ask about (default: every vfio* in /dev/vfio/devices).
+        #[arg(conflicts_with = "sim")]
+        devices: Vec<PathBuf>,
+        /// The iommufd device.
+        #[arg(long, default_value = "/dev/iommu", conflicts_with = "sim")]
+        iommu: PathBuf,
+        /// Ask a simulated machine instead of the real kernel.
+        #[arg(long, value_enum)]
+        sim: Option<probe::SimHost>,
+        /// Print machine-readable records (JSON Lines).
         #[arg(long)]
         json: bool,
     },
@@ -251,6 +275,18 @@ fn dispatch(cmd: Command, out: &mut dyn Write, err: &mut dyn Write) -> Result<i3
             }
             (None, None) => Err(Error::Usage("give a trace file or --generate".into())),
         },
+        Command::Probe {
+            devices,
+            iommu,
+            sim,
+            json,
+        } => {
+            let source = match sim {
+                Some(host) => probe::Source::Sim(host),
+                None => probe::Source::Real { iommu, devices },
+            };
+            probe::run(source, &mut output::Report::new(out, json))
+        }
         Command::Bench { quick, json } => {
             bench::run(quick, &mut output::Report::new(out, json))?;
             Ok(0)

@@ -472,6 +472,73 @@ fn bench_quick_prints_one_table_of_ratios_with_targets() {
     assert!(v["cores"].as_u64().unwrap() >= 1);
 }
 
+#[test]
+fn probe_of_the_simulated_sapphire_rapids_says_ready_and_keep_rom_out() {
+    let (code, out, err) = run(&["probe", "--sim", "sapphire-rapids"]);
+    assert_eq!(code, 0, "{err}");
+    for line in [
+        "nic0 (00:03.0): dev_id 1 on simulated sapphire-rapids",
+        "nested translation (ECAP.NEST)         yes",
+        "erratum 772415 (SPR17) flag            set",
+        "IOMMU_HWPT_ALLOC NEST_PARENT           allowed",
+        "verdict: vtd-viommu can run here; keep read-only guest memory (vBIOS, option ROMs) out of stage 2",
+    ] {
+        assert!(out.contains(line), "missing `{line}` in:\n{out}");
+    }
+    assert_eq!(out.matches("verdict:").count(), 2, "nic0 and ssd0");
+}
+
+#[test]
+fn probe_of_qemu_exits_1_naming_what_is_missing() {
+    let (code, out, err) = run(&["probe", "--sim", "qemu"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(out.contains("IOMMU_HWPT_ALLOC NEST_PARENT           refused, EOPNOTSUPP"));
+    assert!(out.contains(
+        "verdict: vtd-viommu cannot run here: the host VT-d unit does not support nested translation"
+    ));
+}
+
+#[test]
+fn probe_json_is_one_record_per_device_with_the_verdict() {
+    let (code, out, _) = run(&["probe", "--sim", "without-nesting", "--json"]);
+    assert_eq!(code, 1);
+    let records: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(records.len(), 1);
+    let r = &records[0];
+    assert_eq!(r["record"], "probe");
+    assert_eq!(r["ready"], false);
+    assert_eq!(r["nest_parent_errno"], "EOPNOTSUPP");
+    assert_eq!(r["vtd"]["nesting"], false);
+    assert_eq!(r["vtd"]["scalable_mode"], true);
+}
+
+#[test]
+fn probe_without_an_iommufd_is_one_error_line_exit_2() {
+    let (code, out, err) = run(&["probe", "--iommu", "/nonexistent/iommu"]);
+    assert_eq!(code, 2);
+    assert!(out.is_empty());
+    assert_one_line_error(&err);
+    assert!(err.contains("/nonexistent/iommu"), "{err}");
+}
+
+#[test]
+fn probe_of_a_file_that_is_not_a_vfio_device_names_it() {
+    let (code, _, err) = run(&["probe", "--iommu", "/dev/null", "/dev/null"]);
+    assert_eq!(code, 2);
+    assert_one_line_error(&err);
+    assert!(err.contains("/dev/null: VFIO_DEVICE_BIND_IOMMUFD"), "{err}");
+}
+
+#[test]
+fn probe_refuses_devices_with_sim() {
+    let (code, _, err) = run(&["probe", "--sim", "qemu", "/dev/vfio/devices/vfio0"]);
+    assert_eq!(code, 2);
+    assert_one_line_error(&err);
+}
+
 // Regressions from tests/prop_inputs.rs and the review of input arithmetic: each input
 // ends in one line on stderr, quickly and without a large allocation.
 

@@ -1170,6 +1170,11 @@ fn cli_token() -> impl Strategy<Value = OsString> {
         "explain",
         "trace",
         "bench",
+        "probe",
+        "--sim",
+        "sapphire-rapids",
+        "qemu",
+        "--iommu",
         "help",
         "--help",
         "-h",
@@ -1234,6 +1239,14 @@ proptest! {
         // The full benchmark takes seconds; its flags are what is under test here.
         if args.iter().any(|a| a == "bench") && !args.iter().any(|a| a == "--quick") {
             args.push("--quick".into());
+        }
+        // `probe` without --sim would ask this machine's real /dev/iommu and bind its VFIO
+        // devices: point it at an iommufd that does not exist (right after the
+        // subcommand, so it is probe's option whenever probe is the subcommand).
+        if let Some(i) = args.iter().position(|a| a == "probe")
+            && !args.iter().any(|a| a == "--sim")
+        {
+            args.insert(i + 1, "--iommu=/nonexistent/iommu".into());
         }
         // A trace generated here must stay small.
         if args.iter().any(|a| a == "--generate") {
