@@ -7,7 +7,8 @@
 #
 # Guests (both under TCG: KVM is not usable on these machines):
 #   selftest  no emulated IOMMU; the iommufd selftest mock driver (IOMMU_TEST_CMD)
-#   vtd       QEMU intel-iommu in scalable mode, QEMU's edu device bound to vfio-pci
+#   vtd       QEMU intel-iommu in scalable mode, QEMU's edu device bound to vfio-pci;
+#             `vtd-nest probe` runs there too and must find no nesting (exit 1)
 #
 # Environment:
 #   VTD_KCACHE    cache directory (default ~/.cache/vtd-nest/real-kernel): kernel source
@@ -31,6 +32,7 @@ QEMU_TIMEOUT=${QEMU_TIMEOUT:-300}
 JOBS=${JOBS:-$(nproc)}
 TARGET=x86_64-unknown-linux-gnu
 BIN=$ROOT/target/$TARGET/release/vtd-conformance
+NEST_BIN=$ROOT/target/$TARGET/release/vtd-nest
 REPORT=$ROOT/docs/CONFORMANCE.md
 T_START=$EPOCHREALTIME
 mkdir -p "$CACHE" "$RUN"
@@ -214,10 +216,13 @@ step_bin() {
 	(
 		cd "$ROOT"
 		RUSTFLAGS='-C target-feature=+crt-static' timed cargo cargo build -q --release \
-			--target "$TARGET" -p vtd-conformance --bin vtd-conformance
-	) || die "building the conformance binary"
+			--target "$TARGET" -p vtd-conformance --bin vtd-conformance -p vtd-nest --bin vtd-nest
+	) || die "building the conformance and vtd-nest binaries"
 	# A static(-pie) executable has no program interpreter.
-	! readelf -l "$BIN" | grep -q INTERP || die "$BIN is not static"
+	local b
+	for b in "$BIN" "$NEST_BIN"; do
+		! readelf -l "$b" | grep -q INTERP || die "$b is not static"
+	done
 }
 
 # ------------------------------------------------------------------------------ initramfs
@@ -240,6 +245,11 @@ for d in /sys/bus/pci/devices/*; do
 done
 /vtd-conformance real "$suite"
 echo "GUEST_EXIT=$?"
+if [ "$suite" = vtd ]; then
+	/vtd-nest probe >/probe.txt 2>&1
+	echo "GUEST_PROBE_EXIT=$?"
+	sed 's/^/GUEST probe /' /probe.txt
+fi
 dmesg | grep -iE 'dmar|iommu|vfio' | tail -n 20 | sed 's/^/GUEST dmesg /'
 poweroff -f
 EOF
@@ -253,6 +263,7 @@ step_initramfs() {
 	write_init >"$r/init"
 	chmod +x "$r/init"
 	cp "$BIN" "$r/vtd-conformance"
+	cp "$NEST_BIN" "$r/vtd-nest"
 	(cd "$r" && find . -print0 | cpio --null -o -H newc --owner=0:0 --quiet | gzip -1 >"$RUN/initramfs.cpio.gz") ||
 		die "packing the initramfs"
 }
@@ -274,6 +285,22 @@ boot_one() { # boot_one SUITE QEMU_ARGS...
 step_boot() {
 	timed guest-selftest boot_one selftest
 	timed guest-vtd boot_one vtd -device intel-iommu,intremap=on,x-scalable-mode=on -device edu
+	check_probe
+}
+
+# `vtd-nest probe` on the real kernel, through the CLI's own path (opening /dev/iommu and
+# every cdev in /dev/vfio/devices): QEMU's unit has no nesting, so exit 1, and the lines
+# must say why. The library it calls is a conformance case; this holds the command.
+check_probe() {
+	local l=$RUN/real-vtd.log want
+	grep -a -q '^GUEST_PROBE_EXIT=1' "$l" ||
+		die "vtd-nest probe in the vtd guest: $(grep -a -m1 '^GUEST_PROBE_EXIT=' "$l" | tr -d '\r') (want 1; log: $l)"
+	for want in 'on /dev/iommu' 'nested translation (ECAP.NEST) *no' \
+		'erratum 772415 (SPR17) flag *set' 'IOMMU_HWPT_ALLOC NEST_PARENT *refused, EOPNOTSUPP' \
+		'verdict: vtd-viommu cannot run here: the host VT-d unit does not support nested translation'; do
+		grep -a -q "^GUEST probe .*$want" "$l" || die "vtd-nest probe in the vtd guest did not print /$want/ (log: $l)"
+	done
+	log "vtd-nest probe on the real kernel: exit 1, $(grep -a -o -m1 'verdict: .*' "$l" | tr -d '\r' | cut -c1-60)..."
 }
 
 # ------------------------------------------------------------------------------ sim
