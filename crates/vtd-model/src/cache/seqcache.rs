@@ -151,8 +151,11 @@ pub(crate) struct SeqCache<const K: usize, const V: usize, H = Mix> {
     /// xorshift state for the random policy.
     rng: AtomicU64,
     /// Bit n set: an entry of kind n (a page size, a level: the caller's choice) was
-    /// inserted at some point. Lookups skip kinds never inserted; it is never cleared, so
-    /// it can only cost a useless probe, never hide an entry.
+    /// inserted since the last full clear. Lookups skip kinds not inserted, so a walk
+    /// after a global flush does not probe the empty cache level by level. Only a full
+    /// clear resets it, before dropping everything; a fill racing with that clear can at
+    /// worst stay unseen until the next fill of its kind, which is a miss (a fresh walk),
+    /// never a stale hit.
     kinds: AtomicU64,
     hash: PhantomData<H>,
 }
@@ -422,8 +425,9 @@ impl<const K: usize, const V: usize, H: SetHash<K>> SeqCache<K, V, H> {
         dropped
     }
 
-    /// Drop every entry.
+    /// Drop every entry, and forget which kinds were ever inserted (see `kinds`).
     pub(crate) fn clear(&self) -> usize {
+        self.kinds.store(0, Ordering::Relaxed);
         self.retain_not(|_, _| true)
     }
 
@@ -484,6 +488,26 @@ mod tests {
         cache.insert(&[3], &[30], || true);
         assert_eq!(cache.lookup(&[1]), Some([10]));
         assert_eq!(cache.lookup(&[2]), None);
+    }
+
+    #[test]
+    fn a_cleared_cache_holds_no_kind_until_the_next_fill() {
+        let cache = SeqCache::<1, 1>::new(4, 2, Replacement::Clock);
+        cache.insert_kind(&[1], &[10], 3, || true);
+        assert!(cache.may_hold(3));
+        cache.clear();
+        assert!(!cache.may_hold(3), "an empty cache needs no probe");
+        cache.insert_kind(&[2], &[20], 3, || true);
+        assert!(cache.may_hold(3));
+        assert_eq!(cache.lookup(&[2]), Some([20]));
+    }
+
+    #[test]
+    fn dropping_some_entries_keeps_the_kinds() {
+        let cache = SeqCache::<1, 1>::new(4, 2, Replacement::Clock);
+        cache.insert_kind(&[1], &[10], 2, || true);
+        cache.retain_not(|k, _| k[0] == 1);
+        assert!(cache.may_hold(2), "only a full clear resets the kinds");
     }
 
     #[test]
