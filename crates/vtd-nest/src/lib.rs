@@ -308,7 +308,8 @@ pub fn run_scenario(
     if !quiet {
         // The path comes from the command line and the description may span lines: both
         // are printed one line of text at a time.
-        writeln!(out, "scenario: {} ({})", sc.name, one_line(path))?;
+        // The name may come from the file name, which no check holds to one line.
+        writeln!(out, "scenario: {} ({})", one_line(&sc.name), one_line(path))?;
         if let Some(d) = &sc.description {
             for line in d.trim().lines() {
                 writeln!(out, "  {}", one_line(line.trim()))?;

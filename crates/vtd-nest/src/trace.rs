@@ -211,7 +211,11 @@ pub fn generate(kind: TraceKind, count: u64, file: &Path, out: &mut dyn Write) -
             path: path.into(),
             source,
         })?;
-        writeln!(out, "wrote {accesses} accesses ({count} {what}) to {path}")?;
+        writeln!(
+            out,
+            "wrote {accesses} accesses ({count} {what}) to {}",
+            crate::one_line(path)
+        )?;
     }
     Ok(())
 }
@@ -321,7 +325,8 @@ pub fn replay(file: &Path, repeat: u32, rep: &mut Report<'_>) -> Result<()> {
     let ss_psc = rate(s.ss_psc_hits, s.ss_psc_misses);
     let lines = vec![
         format!(
-            "trace {path}: {} accesses, {} distinct pages, replayed {repeat}×",
+            "trace {}: {} accesses, {} distinct pages, replayed {repeat}×",
+            crate::one_line(path),
             dmas.len(),
             pages.len()
         ),

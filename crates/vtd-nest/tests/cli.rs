@@ -606,38 +606,90 @@ fn a_control_character_in_a_name_is_refused_at_load() {
     }
 }
 
+/// Run `text` as a scenario that must be refused at load with `says` in its one line.
+fn refused_at_load(name: &str, text: &str, says: &str) {
+    let (code, _, err) = run(&["run", &temp(name, text)]);
+    assert_eq!(code, 2, "{name}: {err}");
+    assert_one_line_error(&err);
+    assert!(err.contains(says), "{name}: {err}");
+}
+
+/// examples/scenarios/nested-manual.toml with `from` replaced by `to` (which must match).
+fn nested_manual_with(from: &str, to: &str) -> String {
+    let text = std::fs::read_to_string(example("nested-manual.toml")).unwrap();
+    assert!(text.contains(from), "the example no longer has `{from}`");
+    text.replacen(from, to, 1)
+}
+
 #[test]
-fn invalidate_fields_its_form_would_ignore_are_refused() {
-    let guest = format!(
+fn a_guest_invalidation_refuses_expect() {
+    let text = format!(
         "{ONE_DEVICE}[[step]]\nop = \"guest_boot\"\n[[step]]\nop = \"invalidate\"\nexpect = {{ errno = \"EINVAL\" }}\n"
     );
-    let manual = std::fs::read_to_string(example("nested-manual.toml"))
-        .unwrap()
-        .replace(
-            "hwpt = \"nested\"\niova",
-            "hwpt = \"nested\"\ndid = 3\niova",
-        );
-    assert!(
-        manual.contains("did = 3"),
-        "the example's invalidate step moved"
+    refused_at_load(
+        "guest-expect.toml",
+        &text,
+        "`expect` applies to IOMMU_HWPT_INVALIDATE",
     );
-    for (name, text, says) in [
-        (
-            "guest-expect.toml",
-            guest,
-            "`expect` applies to IOMMU_HWPT_INVALIDATE",
-        ),
-        (
-            "hwpt-did.toml",
-            manual,
-            "`did` and `pasid` belong to a guest invalidation",
-        ),
-    ] {
-        let (code, _, err) = run(&["run", &temp(name, &text)]);
-        assert_eq!(code, 2, "{name}: {err}");
-        assert_one_line_error(&err);
-        assert!(err.contains(says), "{name}: {err}");
-    }
+}
+
+#[test]
+fn an_hwpt_invalidation_refuses_did() {
+    let text = nested_manual_with(
+        "hwpt = \"nested\"\niova",
+        "hwpt = \"nested\"\ndid = 3\niova",
+    );
+    refused_at_load(
+        "hwpt-did.toml",
+        &text,
+        "`did` and `pasid` belong to a guest invalidation",
+    );
+}
+
+#[test]
+fn an_invalidation_refuses_pages_without_iova() {
+    let text = nested_manual_with("iova = 0x4000_0000\npages = 1", "pages = 4");
+    refused_at_load("pages-no-iova.toml", &text, "`pages` counts from `iova`");
+}
+
+#[test]
+fn alloc_refuses_the_fields_of_another_kind() {
+    let text = nested_manual_with("kind = \"nested\"", "kind = \"nested\"\ndirty = true");
+    refused_at_load(
+        "nested-dirty.toml",
+        &text,
+        "`dirty` does not apply to a nested HWPT",
+    );
+}
+
+#[test]
+fn a_default_name_from_a_file_name_with_a_newline_prints_on_one_line() {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let path = dir.join("no\nname.toml");
+    std::fs::write(&path, ONE_DEVICE).unwrap();
+    let (code, out, err) = run(&["run", &path.to_string_lossy()]);
+    assert_eq!(code, 0, "{err}");
+    let first = out.lines().next().unwrap();
+    assert!(first.starts_with(r"scenario: no\nname ("), "{out}");
+    assert!(first.ends_with(r"no\nname.toml)"), "{out}");
+}
+
+#[test]
+fn trace_reports_print_a_path_with_a_newline_on_one_line() {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let path = dir.join("two\nlines.trace");
+    let p = path.to_string_lossy().into_owned();
+    let (code, out, err) = run(&["trace", "--generate", "nic", "-o", &p, "--count", "2"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(out.contains(r"two\nlines.trace"), "{out}");
+    let (code, out, err) = run(&["trace", &p]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.lines().next().unwrap().starts_with("trace ")
+            && out.lines().next().unwrap().contains(r"two\nlines.trace:"),
+        "{out}"
+    );
 }
 
 #[test]

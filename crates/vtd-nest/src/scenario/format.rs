@@ -297,6 +297,17 @@ pub enum HwptKindSpec {
     Nested,
 }
 
+impl HwptKindSpec {
+    /// The name a scenario gives the kind.
+    pub fn name(self) -> &'static str {
+        match self {
+            HwptKindSpec::Paging => "paging",
+            HwptKindSpec::NestParent => "nest-parent",
+            HwptKindSpec::Nested => "nested",
+        }
+    }
+}
+
 /// read, write or atomic.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -398,10 +409,6 @@ fn four() -> u8 {
     4
 }
 
-fn one() -> u64 {
-    1
-}
-
 /// One step. `op` names the kind.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
@@ -485,9 +492,9 @@ pub enum Step {
         /// First IOVA; absent: everything.
         #[serde(default)]
         iova: Option<Num>,
-        /// Pages from `iova` (a power of two for a guest invalidation).
-        #[serde(default = "one")]
-        pages: u64,
+        /// Pages from `iova` (default 1; a power of two for a guest invalidation).
+        #[serde(default)]
+        pages: Option<u64>,
         /// Expected outcome.
         #[serde(default)]
         expect: Option<OpExpect>,

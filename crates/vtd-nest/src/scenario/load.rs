@@ -659,11 +659,18 @@ fn check_steps(sc: &Scenario, unit: &UnitConfig) -> Result<()> {
                 hwpt: h,
                 did,
                 pasid,
+                iova,
                 pages,
                 expect,
-                ..
             } => {
                 errno(expect)?;
+                if iova.is_none() && pages.is_some() {
+                    return Err(fail(
+                        "`pages` counts from `iova`; without `iova` the step flushes everything"
+                            .into(),
+                    ));
+                }
+                let pages = pages.unwrap_or(1);
                 match h {
                     Some(h) => {
                         hwpt(h)?;
@@ -727,12 +734,25 @@ fn check_steps(sc: &Scenario, unit: &UnitConfig) -> Result<()> {
                 ioas: a,
                 parent,
                 table: t,
+                dirty,
                 expect,
-                ..
             } => {
                 manual_only()?;
                 errno(expect)?;
                 assigned(d)?;
+                // Each kind takes its own fields; another kind's would be ignored.
+                let foreign = match kind {
+                    HwptKindSpec::Paging | HwptKindSpec::NestParent => {
+                        [("parent", parent.is_some()), ("table", t.is_some())]
+                    }
+                    HwptKindSpec::Nested => [("ioas", a.is_some()), ("dirty", *dirty)],
+                };
+                if let Some((field, _)) = foreign.iter().find(|(_, given)| *given) {
+                    return Err(fail(format!(
+                        "`{field}` does not apply to a {} HWPT",
+                        kind.name()
+                    )));
+                }
                 match kind {
                     HwptKindSpec::Paging | HwptKindSpec::NestParent => match a {
                         Some(a) if ioas.contains(a.as_str()) => stage2_table()?,

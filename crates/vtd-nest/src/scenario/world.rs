@@ -718,36 +718,39 @@ impl<'a> World<'a> {
                 iova,
                 pages: npages,
                 expect,
-            } => match hwpt {
-                Some(h) => {
-                    let id = self.hwpt(h)?;
-                    let entry = match iova {
-                        Some(a) => VtdS1Invalidate::range(a.0, *npages),
-                        None => VtdS1Invalidate::all(),
-                    };
-                    control(
-                        self.base.iommufd.hwpt_invalidate(id, &[entry]),
-                        expect,
-                        |n| format!("IOMMU_HWPT_INVALIDATE on `{h}`: {n} entry processed"),
-                    )
+            } => {
+                let npages = &npages.unwrap_or(1);
+                match hwpt {
+                    Some(h) => {
+                        let id = self.hwpt(h)?;
+                        let entry = match iova {
+                            Some(a) => VtdS1Invalidate::range(a.0, *npages),
+                            None => VtdS1Invalidate::all(),
+                        };
+                        control(
+                            self.base.iommufd.hwpt_invalidate(id, &[entry]),
+                            expect,
+                            |n| format!("IOMMU_HWPT_INVALIDATE on `{h}`: {n} entry processed"),
+                        )
+                    }
+                    None => {
+                        let did = did.unwrap_or(1);
+                        let pasid = &pasid.unwrap_or(0);
+                        let am = npages.trailing_zeros() as u8;
+                        let addr = iova.map(|a| a.0);
+                        self.driver()?
+                            .invalidate(did, *pasid, addr, am, false)
+                            .map_err(|e| {
+                                mismatch("the guest's invalidation completes", e.to_string())
+                            })?;
+                        Ok(format!(
+                            "guest PASID-based IOTLB invalidation (DID {did}, PASID {pasid}, {}){}",
+                            addr.map_or("all".to_string(), |a| format!("{a:#x} +{npages} pages")),
+                            self.events()
+                        ))
+                    }
                 }
-                None => {
-                    let did = did.unwrap_or(1);
-                    let pasid = &pasid.unwrap_or(0);
-                    let am = npages.trailing_zeros() as u8;
-                    let addr = iova.map(|a| a.0);
-                    self.driver()?
-                        .invalidate(did, *pasid, addr, am, false)
-                        .map_err(|e| {
-                            mismatch("the guest's invalidation completes", e.to_string())
-                        })?;
-                    Ok(format!(
-                        "guest PASID-based IOTLB invalidation (DID {did}, PASID {pasid}, {}){}",
-                        addr.map_or("all".to_string(), |a| format!("{a:#x} +{npages} pages")),
-                        self.events()
-                    ))
-                }
-            },
+            }
             Step::Stage2 {
                 name,
                 ioas,
