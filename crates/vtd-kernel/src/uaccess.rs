@@ -53,6 +53,43 @@ pub(crate) fn copy_to_user(addr: u64, data: &[u8]) -> Result<(), Errno> {
     }
 }
 
+/// How much user memory [`check_zeroed_user`] and [`clear_user`] handle per step: a
+/// page, so a length user space chooses costs the kernel no memory, and a step either
+/// faults as a whole or not at all (faults come at page boundaries).
+const STEP: u64 = 4096;
+
+/// Whether `[addr, addr + len)` of user memory is all zero (check_zeroed_user): false at
+/// the first non-zero byte, EFAULT at the first unreadable page before one.
+pub(crate) fn check_zeroed_user(addr: u64, len: u64) -> Result<bool, Errno> {
+    let end = addr.checked_add(len).ok_or(Errno::EFAULT)?;
+    let mut buf = [0u8; STEP as usize];
+    let mut at = addr;
+    while at < end {
+        let n = (STEP - at % STEP).min(end - at);
+        let chunk = &mut buf[..n as usize];
+        copy_from_user(at, chunk)?;
+        if chunk.iter().any(|&b| b != 0) {
+            return Ok(false);
+        }
+        at += n;
+    }
+    Ok(true)
+}
+
+/// Zero `[addr, addr + len)` of user memory (clear_user): EFAULT at the first page that
+/// cannot be written, the bytes before it zeroed.
+pub(crate) fn clear_user(addr: u64, len: u64) -> Result<(), Errno> {
+    const ZEROS: [u8; STEP as usize] = [0; STEP as usize];
+    let end = addr.checked_add(len).ok_or(Errno::EFAULT)?;
+    let mut at = addr;
+    while at < end {
+        let n = (STEP - at % STEP).min(end - at);
+        copy_to_user(at, &ZEROS[..n as usize])?;
+        at += n;
+    }
+    Ok(())
+}
+
 /// Read a plain-old-data value of type `T` from user memory.
 ///
 /// `T` must be a `#[repr(C)]` uAPI struct made only of integers (every bit pattern valid).

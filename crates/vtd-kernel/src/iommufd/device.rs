@@ -11,7 +11,7 @@ use super::selftest::is_mock_dev;
 use super::{Device, Ictx, ObjKind, ObjType, Owner, State};
 use crate::driver::{DevIndex, IommuDriver};
 use crate::hostmem::HostMem;
-use crate::uaccess::copy_to_user;
+use crate::uaccess::{clear_user, copy_to_user};
 
 /// `struct iommu_hw_info` offsets (the bindings' newer layout has a union at 24).
 mod hw_info {
@@ -334,8 +334,8 @@ impl Ictx {
         let n = user_len.min(report.data.len());
         copy_to_user(uptr, &report.data[..n])?;
         if user_len > report.data.len() {
-            let zeros = vec![0u8; user_len - report.data.len()];
-            copy_to_user(uptr.wrapping_add(report.data.len() as u64), &zeros)?;
+            let rest = (user_len - report.data.len()) as u64;
+            clear_user(uptr.wrapping_add(report.data.len() as u64), rest)?;
         }
         buf[DATA_LEN..DATA_LEN + 4].copy_from_slice(&(report.data.len() as u32).to_le_bytes());
         buf[OUT_DATA_TYPE..OUT_DATA_TYPE + 4].copy_from_slice(&report.data_type.to_le_bytes());

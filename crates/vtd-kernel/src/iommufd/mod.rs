@@ -24,7 +24,7 @@ use vtd_iommufd::ioctl::{IOCTL_TYPE, IOMMUFD_CMD_BASE};
 use crate::driver::{DevIndex, DomainHandle, IommuDriver};
 use crate::hostmem::HostMem;
 use crate::platform::PlatformInner;
-use crate::uaccess::{as_bytes, copy_from_user, copy_to_user, read_user};
+use crate::uaccess::{as_bytes, check_zeroed_user, copy_from_user, copy_to_user, read_user};
 pub(crate) use ioas::{Ioas, Owner};
 pub(crate) use selftest::{Drivers, MockDriver, SelftestObj};
 
@@ -290,12 +290,9 @@ impl Ictx {
         let mut buf = vec![0u8; op.size];
         let copy = size.min(op.size);
         copy_from_user(arg, &mut buf[..copy])?;
-        if size > op.size {
-            let mut tail = vec![0u8; size - op.size];
-            copy_from_user(arg + op.size as u64, &mut tail)?;
-            if tail.iter().any(|&b| b != 0) {
-                return Err(Errno::E2BIG);
-            }
+        // The tail is walked in place, never copied: its length is the user's choice.
+        if size > op.size && !check_zeroed_user(arg + op.size as u64, (size - op.size) as u64)? {
+            return Err(Errno::E2BIG);
         }
         let result = (op.handler)(self, &mut buf, arg);
         // Handlers that respond did so themselves (see `respond`).
