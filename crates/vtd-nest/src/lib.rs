@@ -131,9 +131,9 @@ pub enum Command {
     /// Ask a kernel what its IOMMU offers a nesting vIOMMU: hw_info decoded (what nesting
     /// needs, the SPR17 erratum flag, dirty tracking), a nest-parent and a dirty-tracking
     /// HWPT tried and undone, and whether vtd-viommu can run. Exit 0 when every device
-    /// can back it, 1 when one cannot, 2 when the kernel cannot be asked.
+    /// can back it, 1 when one cannot, 2 when a device or the kernel cannot be asked.
     #[command(
-        after_help = "Examples:\n  vtd-nest probe                          # /dev/iommu, every /dev/vfio/devices/vfio*\n  vtd-nest probe /dev/vfio/devices/vfio0\n  vtd-nest probe --sim sapphire-rapids\n\nA device must be bound to vfio-pci, with a kernel built with IOMMUFD and VFIO_DEVICE_CDEV, and not in use: probing binds it to a fresh iommufd."
+        after_help = "Examples:\n  vtd-nest probe                          # /dev/iommu, every /dev/vfio/devices/vfio*\n  vtd-nest probe /dev/vfio/devices/vfio0\n  vtd-nest probe --sim sapphire-rapids\n\nA device must be bound to vfio-pci, with a kernel built with IOMMUFD and VFIO_DEVICE_CDEV, and not in use: probing opens its cdev and binds it to a fresh iommufd (vfio-pci resets the device on open and close); every object it makes is gone when it exits."
     )]
     Probe {
         /// VFIO device cdevs to ask about (default: every vfio* in /dev/vfio/devices).
@@ -285,7 +285,7 @@ fn dispatch(cmd: Command, out: &mut dyn Write, err: &mut dyn Write) -> Result<i3
                 Some(host) => probe::Source::Sim(host),
                 None => probe::Source::Real { iommu, devices },
             };
-            probe::run(source, &mut output::Report::new(out, json))
+            probe::run(source, &mut output::Report::new(out, json), err)
         }
         Command::Bench { quick, json } => {
             bench::run(quick, &mut output::Report::new(out, json))?;

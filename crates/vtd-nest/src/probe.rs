@@ -4,6 +4,7 @@
 //! erratum flag, the HWPT allocations tried, and the verdict.
 
 use std::fs::OpenOptions;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -62,23 +63,27 @@ pub enum Source {
     },
 }
 
-/// Probe every device; exit 0 when each can back a nesting vIOMMU, 1 when one cannot.
-pub fn run(source: Source, rep: &mut Report<'_>) -> Result<i32> {
-    let reports = match source {
+/// Probe every device, reporting each as it is asked. Exit 0 when each can back a
+/// nesting vIOMMU, 1 when one cannot; a device that cannot be asked (busy in a VM, not a
+/// VFIO device) is one `error:` line on `err` and makes it 2, after the others are
+/// reported.
+pub fn run(source: Source, rep: &mut Report<'_>, err: &mut dyn Write) -> Result<i32> {
+    let mut outcome = Outcome::default();
+    match source {
         Source::Sim(host) => {
             let platform = Platform::new(host.platform())
                 .map_err(|e| Error::Setup(format!("simulated host: {e}")))?;
             let iommufd = Arc::new(Iommufd::new(platform.open_iommufd()));
-            let on = format!("simulated {}", host_name(host));
-            let mut reports = Vec::new();
+            let name = host.to_possible_value().map(|v| v.get_name().to_string());
+            let on = format!("simulated {}", name.unwrap_or_default());
             for (i, d) in platform.devices().iter().enumerate() {
-                let file = platform
-                    .open_vfio(i)
-                    .map_err(|e| Error::Setup(format!("{}: open: {e}", d.name)))?;
                 let name = format!("{} ({})", d.name, d.bdf());
-                reports.push(ask(&iommufd, &VfioDevice::new(file), name, &on)?);
+                let asked = platform
+                    .open_vfio(i)
+                    .map_err(|e| format!("open: {e}"))
+                    .and_then(|file| ask(&iommufd, &VfioDevice::new(file)));
+                outcome.add(rep, err, &name, &on, asked)?;
             }
-            reports
         }
         Source::Real { iommu, devices } => {
             let iommufd = Arc::new(Iommufd::new(open_rw(&iommu)?));
@@ -88,40 +93,63 @@ pub fn run(source: Source, rep: &mut Report<'_>) -> Result<i32> {
                 devices
             };
             let on = one_line(&iommu.to_string_lossy());
-            let mut reports = Vec::new();
             for path in devices {
-                let dev = VfioDevice::new(open_rw(&path)?);
                 let name = one_line(&path.to_string_lossy());
-                reports.push(ask(&iommufd, &dev, name, &on)?);
+                let asked = open_rw(&path)
+                    .map_err(|e| e.to_string())
+                    .and_then(|file| ask(&iommufd, &VfioDevice::new(file)));
+                outcome.add(rep, err, &name, &on, asked)?;
             }
-            reports
         }
-    };
-    let mut ready = true;
-    for (name, on, report) in &reports {
-        ready &= report.blocker().is_none();
-        print(rep, name, on, report)?;
     }
-    Ok(if ready { 0 } else { 1 })
+    Ok(outcome.exit_status())
 }
 
-fn host_name(host: SimHost) -> &'static str {
-    match host {
-        SimHost::SapphireRapids => "sapphire-rapids",
-        SimHost::WithoutNesting => "without-nesting",
-        SimHost::Qemu => "qemu",
+/// What the devices asked so far add up to.
+#[derive(Default)]
+struct Outcome {
+    not_ready: bool,
+    not_asked: bool,
+}
+
+impl Outcome {
+    /// Report one device: its report, or one error line.
+    fn add(
+        &mut self,
+        rep: &mut Report<'_>,
+        err: &mut dyn Write,
+        name: &str,
+        on: &str,
+        asked: std::result::Result<HostReport, String>,
+    ) -> Result<()> {
+        match asked {
+            Ok(report) => {
+                self.not_ready |= report.blocker().is_some();
+                print(rep, name, on, &report)
+            }
+            Err(e) => {
+                self.not_asked = true;
+                writeln!(err, "error: {}", one_line(&format!("{name}: {e}")))?;
+                Ok(())
+            }
+        }
+    }
+
+    fn exit_status(&self) -> i32 {
+        if self.not_asked {
+            crate::EXIT_BAD_INPUT
+        } else {
+            i32::from(self.not_ready)
+        }
     }
 }
 
-/// Probe one device; a device that cannot be bound or asked is an error naming it.
+/// Probe one device.
 fn ask<I: IoctlFd, D: IoctlFd>(
     iommufd: &Arc<Iommufd<I>>,
     dev: &VfioDevice<D>,
-    name: String,
-    on: &str,
-) -> Result<(String, String, HostReport)> {
-    let report = probe(iommufd, dev).map_err(|e| Error::Setup(format!("{name}: {e}")))?;
-    Ok((name, on.to_string(), report))
+) -> std::result::Result<HostReport, String> {
+    probe(iommufd, dev).map_err(|e| e.to_string())
 }
 
 fn open_rw(path: &Path) -> Result<std::fs::File> {
@@ -142,7 +170,16 @@ fn vfio_cdevs() -> Result<Vec<PathBuf>> {
             "no VFIO device cdev in {VFIO_DEVICES}: bind a device to vfio-pci (kernel with VFIO_DEVICE_CDEV) or name one"
         ))
     };
-    let entries = std::fs::read_dir(VFIO_DEVICES).map_err(|_| none())?;
+    let entries = match std::fs::read_dir(VFIO_DEVICES) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(none()),
+        Err(source) => {
+            return Err(Error::File {
+                path: VFIO_DEVICES.into(),
+                source,
+            });
+        }
+    };
     let mut paths: Vec<PathBuf> = entries
         .filter_map(|e| e.ok())
         .filter(|e| e.file_name().to_string_lossy().starts_with("vfio"))
@@ -169,11 +206,17 @@ fn answer(r: &std::result::Result<(), Errno>) -> String {
 fn print(rep: &mut Report<'_>, name: &str, on: &str, r: &HostReport) -> Result<()> {
     let info = &r.hw_info;
     let dirty_cap = info.capabilities.contains(HwCaps::DIRTY_TRACKING);
-    let verdict = match r.blocker() {
+    let mut verdict = match r.blocker() {
         None if r.keep_read_only_out() => "vtd-viommu can run here; keep read-only guest memory (vBIOS, option ROMs) out of stage 2: the kernel flags erratum 772415 and refuses read-only mappings in a nest parent".to_string(),
         None => "vtd-viommu can run here".to_string(),
         Some(b) => format!("vtd-viommu cannot run here: {b}"),
     };
+    if let (None, Err(e)) = (r.blocker(), r.dirty_tracking) {
+        verdict += &format!(
+            "; without dirty tracking (a dirty-tracked nest parent is refused: {})",
+            e.name().unwrap_or("an errno")
+        );
+    }
     let mut text = vec![format!("{name}: dev_id {} on {on}", r.dev_id)];
     let row = |what: &str, value: String| format!("  {what:<38} {value}");
     match r.vtd() {
@@ -260,4 +303,39 @@ fn print(rep: &mut Report<'_>, name: &str, on: &str, r: &HostReport) -> Result<(
         &text,
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The report of the simulated Sapphire Rapids' first device.
+    fn sapphire_rapids_report() -> HostReport {
+        let platform = Platform::new(PlatformDesc::sapphire_rapids()).unwrap();
+        let iommufd = Arc::new(Iommufd::new(platform.open_iommufd()));
+        let dev = VfioDevice::new(platform.open_vfio(0).unwrap());
+        probe(&iommufd, &dev).unwrap()
+    }
+
+    fn printed(report: &HostReport) -> String {
+        let mut out = Vec::new();
+        print(&mut Report::new(&mut out, false), "nic0", "here", report).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn a_ready_host_that_refuses_dirty_tracking_says_so_in_the_verdict() {
+        let mut report = sapphire_rapids_report();
+        assert!(!printed(&report).contains("without dirty tracking"));
+        report.dirty_tracking = Err(Errno::EOPNOTSUPP);
+        let text = printed(&report);
+        let verdict = text.lines().find(|l| l.contains("verdict:")).unwrap();
+        assert!(verdict.contains("vtd-viommu can run here"), "{verdict}");
+        assert!(
+            verdict.contains(
+                "without dirty tracking (a dirty-tracked nest parent is refused: EOPNOTSUPP)"
+            ),
+            "{verdict}"
+        );
+    }
 }
