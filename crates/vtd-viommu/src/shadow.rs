@@ -172,14 +172,20 @@ impl Shadow {
     }
 
     /// Try again to destroy the nested HWPTs the host refused before; an id is dropped
-    /// once its destroy succeeds, the host no longer has it, or it is the attachment
-    /// (which owns it again), and kept otherwise.
-    pub fn retry_destroys<I: IoctlFd>(&mut self, iommufd: &Iommufd<I>) {
-        let attached = self.attached_hwpt();
+    /// once its destroy succeeds, the host no longer has it, or it is in `attached` (the
+    /// attachments of every device on the iommufd: an id the host handed out again
+    /// belongs to its new owner), and kept otherwise.
+    pub fn retry_destroys<I: IoctlFd>(&mut self, iommufd: &Iommufd<I>, attached: &[u32]) {
         let mut pending = std::mem::take(&mut self.pending);
-        // Never destroyed from under the device; kept while the host still refuses.
-        pending.retain(|&hwpt| Some(hwpt) != attached && self.destroy(iommufd, hwpt).is_err());
+        // Never destroyed from under a device; kept while the host still refuses.
+        pending.retain(|hwpt| !attached.contains(hwpt) && self.destroy(iommufd, *hwpt).is_err());
         self.pending = pending;
+    }
+
+    /// Drop `ids` from the pending ones: the host handed them out again, to another
+    /// device, so they are no longer this device's to destroy.
+    pub(crate) fn forget_pending(&mut self, ids: &[u32]) {
+        self.pending.retain(|p| !ids.contains(p));
     }
 
     /// The device's file was closed, which detaches it on the host: what it was attached
@@ -192,7 +198,8 @@ impl Shadow {
         }
     }
 
-    fn attached_hwpt(&self) -> Option<u32> {
+    /// The nested HWPT the device is attached to, if any.
+    pub(crate) fn attached_hwpt(&self) -> Option<u32> {
         match self.attachment {
             Attachment::Nested { hwpt, .. } => Some(hwpt),
             _ => None,

@@ -243,6 +243,12 @@ impl<I: IoctlFd + Send + Sync + 'static, D: IoctlFd + Send + Sync + 'static> VIo
             Err(e) => return Err(e.into()),
         }
         self.core.log_refusals(&mut assigned);
+        // A fresh HWPT may carry an id another device still had pending.
+        if let Some(hwpt) = assigned.shadow.attached_hwpt() {
+            for dev in devices.iter_mut() {
+                dev.shadow.forget_pending(&[hwpt]);
+            }
+        }
         devices.push(assigned);
         Ok(())
     }
@@ -366,8 +372,9 @@ impl<I: IoctlFd + Send + Sync + 'static, D: IoctlFd + Send + Sync + 'static> Dro
             shadow.device_closed();
             shadows.push(shadow);
         }
+        // Every device file is closed: nothing is attached any more.
         for shadow in &mut shadows {
-            shadow.retry_destroys(iommufd);
+            shadow.retry_destroys(iommufd, &[]);
         }
         let _ = iommufd.destroy(self.core.stage2.hwpt);
         let _ = iommufd.destroy(self.core.stage2.ioas);
@@ -416,25 +423,47 @@ impl<I: IoctlFd, D: IoctlFd> Core<I, D> {
             return;
         };
         let mut devices = lock(&self.devices);
+        self.retry_destroys(&mut devices);
+        let mut fresh = Vec::new();
         for dev in devices.iter_mut() {
-            dev.shadow.retry_destroys(&self.iommufd);
             let target = self.target_for(&unit, dev);
             match dev
                 .shadow
                 .apply(&self.iommufd, &dev.vfio, dev.dev_id, target)
             {
                 Ok(Change::None) => {}
-                Ok(change) => self.log(Event::Shadowed {
-                    device: dev.name.clone(),
-                    target,
-                    change,
-                }),
+                Ok(change) => {
+                    if let Change::ToNested { hwpt } = change {
+                        fresh.push(hwpt);
+                    }
+                    self.log(Event::Shadowed {
+                        device: dev.name.clone(),
+                        target,
+                        change,
+                    })
+                }
                 Err(e) => self.log(Event::ShadowFailed {
                     device: dev.name.clone(),
                     target,
                     errno: e.errno(),
                 }),
             }
+            self.log_refusals(dev);
+        }
+        for dev in devices.iter_mut() {
+            dev.shadow.forget_pending(&fresh);
+        }
+    }
+
+    /// Retry the destroys every device's host refused before (never of an id some device
+    /// is attached to), logging new refusals.
+    fn retry_destroys(&self, devices: &mut [Assigned<D>]) {
+        let attached: Vec<u32> = devices
+            .iter()
+            .filter_map(|d| d.shadow.attached_hwpt())
+            .collect();
+        for dev in devices.iter_mut() {
+            dev.shadow.retry_destroys(&self.iommufd, &attached);
             self.log_refusals(dev);
         }
     }
@@ -447,11 +476,10 @@ impl<I: IoctlFd, D: IoctlFd> Core<I, D> {
     fn forward(&self, did: Option<u16>, pasid: Option<u32>, entries: &[VtdS1Invalidate]) {
         let all = [VtdS1Invalidate::all()];
         let mut devices = lock(&self.devices);
+        // Every forwarded invalidation is a chance to free what the host refused to
+        // destroy before, whichever devices it covers.
+        self.retry_destroys(&mut devices);
         for dev in devices.iter_mut() {
-            // Every forwarded invalidation is a chance to free what the host refused to
-            // destroy before, whichever devices it covers.
-            dev.shadow.retry_destroys(&self.iommufd);
-            self.log_refusals(dev);
             let Attachment::Nested {
                 hwpt, did: dev_did, ..
             } = dev.shadow.attachment

@@ -8,13 +8,14 @@ mod common;
 use std::sync::Arc;
 
 use common::{
-    DID, GPA, GUEST_SID, IOVA, Setup, dma_read, guest_maps_nic, map_4k, set_stage1, setup,
+    DID, GPA, GUEST_SID, GUEST_SSD_SID, IOVA, Setup, dma_read, guest_maps_nic, map_4k, set_stage1,
+    setup, setup_with,
 };
 use vtd_iommufd::{Errno, IoctlFd, Iommufd, VfioDevice, ioctl};
 use vtd_kernel::VfioDeviceFile;
 use vtd_viommu::guest::GuestDriver;
 use vtd_viommu::shadow::Attachment;
-use vtd_viommu::{Event, GuestMemory};
+use vtd_viommu::{Event, GuestMemory, MemoryMap};
 
 /// The nested HWPT the NIC is attached to.
 fn nic_hwpt(s: &Setup) -> u32 {
@@ -175,6 +176,43 @@ fn a_pending_id_the_host_hands_out_again_is_the_attachment_and_never_retried() {
     assert_eq!(nic_hwpt(&s), old);
     s.mem.write(GPA, b"still attached").unwrap();
     assert_eq!(dma_read(&s, IOVA, 14).unwrap(), b"still attached");
+}
+
+#[test]
+fn a_pending_id_the_host_hands_to_another_device_is_never_retried() {
+    let s = setup_with(MemoryMap::pc(16 << 20), true);
+    let mut driver = boot(&s);
+    let old = nic_hwpt(&s);
+    s.faults.arm(ioctl::IOMMU_DESTROY, Errno::EIO);
+    guest_moves_nic(&mut driver);
+    assert_eq!(s.viommu.pending_destroy_ids(), vec![old]);
+    driver.add_device(GUEST_SSD_SID).unwrap();
+    let root = driver.new_stage1(4).root();
+    map_4k(&driver, root, IOVA, GPA);
+    // In the re-shadow the SSD's PASID entry causes, the NIC's retry is refused again,
+    // and then the id is freed behind the vIOMMU's back just before the SSD's HWPT is
+    // allocated, so the SSD gets it.
+    let (faults, iommufd) = (s.faults.clone(), s.viommu.iommufd().clone());
+    s.faults
+        .fail_then(ioctl::IOMMU_DESTROY, Errno::EIO, move || {
+            faults.before(ioctl::IOMMU_HWPT_ALLOC, move || {
+                iommufd.destroy(old).unwrap();
+            })
+        });
+    set_stage1(&mut driver, GUEST_SSD_SID, root, DID + 1);
+    let ssd_hwpt = match s.viommu.attachment("ssd0") {
+        Some(Attachment::Nested { hwpt, .. }) => hwpt,
+        other => panic!("ssd0 is not nested: {other:?}"),
+    };
+    assert_eq!(ssd_hwpt, old, "the host reused the id");
+    assert!(s.viommu.pending_destroy_ids().is_empty());
+    let refused = s.viommu.refused_destroys();
+    driver.invalidate(DID, 0, Some(IOVA), 0, true).unwrap();
+    assert_eq!(s.viommu.refused_destroys(), refused, "nothing retried");
+    assert!(
+        is_nested(s.viommu.iommufd(), old),
+        "the SSD's HWPT is alive"
+    );
 }
 
 #[test]
