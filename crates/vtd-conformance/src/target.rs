@@ -23,7 +23,7 @@ pub trait Target {
     fn edu(&self) -> Result<VfioDevice<Fd>, Failure>;
 }
 
-/// A real kernel: `/dev/iommu` and the first `/dev/vfio/devices/vfio*`.
+/// A real kernel: `/dev/iommu` and the VFIO cdev of QEMU's `edu` device.
 #[derive(Debug, Default)]
 pub struct RealTarget;
 
@@ -31,6 +31,29 @@ impl RealTarget {
     /// `/dev/iommu` exists here.
     pub fn available() -> bool {
         std::path::Path::new("/dev/iommu").exists()
+    }
+
+    /// The cdev (`/dev/vfio/devices/vfioN`) of a QEMU `edu` device (1234:11e8) bound to
+    /// vfio-pci, found through sysfs. Only that device is ever opened: on a developer's
+    /// machine other devices on vfio-pci (a GPU passed to a VM) are left alone.
+    pub fn edu_cdev() -> Option<std::path::PathBuf> {
+        let dir = std::fs::read_dir("/sys/bus/pci/devices").ok()?;
+        dir.filter_map(Result::ok).find_map(|d| {
+            let read = |f: &str| std::fs::read_to_string(d.path().join(f)).unwrap_or_default();
+            let driver = std::fs::read_link(d.path().join("driver")).unwrap_or_default();
+            if read("vendor").trim() != "0x1234"
+                || read("device").trim() != "0x11e8"
+                || !driver.ends_with("vfio-pci")
+            {
+                return None;
+            }
+            let cdevs = std::fs::read_dir(d.path().join("vfio-dev")).ok()?;
+            cdevs
+                .filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .find(|n| n.starts_with("vfio"))
+                .map(|n| std::path::Path::new("/dev/vfio/devices").join(n))
+        })
     }
 }
 
@@ -53,16 +76,9 @@ impl Target for RealTarget {
     }
 
     fn edu(&self) -> Result<VfioDevice<Fd>, Failure> {
-        let mut names: Vec<String> = std::fs::read_dir("/dev/vfio/devices")
-            .map_err(|e| Failure(format!("/dev/vfio/devices: {e}")))?
-            .filter_map(|e| e.ok()?.file_name().into_string().ok())
-            .filter(|n| n.starts_with("vfio"))
-            .collect();
-        names.sort();
-        let name = names
-            .first()
-            .ok_or_else(|| Failure("no VFIO device cdev".into()))?;
-        open_rw(&format!("/dev/vfio/devices/{name}")).map(VfioDevice::new)
+        let path = Self::edu_cdev()
+            .ok_or_else(|| Failure("no edu device (1234:11e8) with a VFIO cdev".into()))?;
+        open_rw(&path.to_string_lossy()).map(VfioDevice::new)
     }
 }
 

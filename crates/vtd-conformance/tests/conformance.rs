@@ -50,18 +50,9 @@ fn real_has_selftest(real: &RealTarget) -> bool {
     r.err().and_then(|e| e.errno()) == Some(Errno::EOPNOTSUPP)
 }
 
-/// A QEMU `edu` device is bound to vfio-pci on this host.
+/// A QEMU `edu` device is bound to vfio-pci on this host, with a cdev.
 fn real_has_edu() -> bool {
-    let Ok(dir) = std::fs::read_dir("/sys/bus/pci/devices") else {
-        return false;
-    };
-    dir.filter_map(Result::ok).any(|d| {
-        let read = |f: &str| std::fs::read_to_string(d.path().join(f)).unwrap_or_default();
-        let driver = std::fs::read_link(d.path().join("driver")).unwrap_or_default();
-        read("vendor").trim() == "0x1234"
-            && read("device").trim() == "0x11e8"
-            && driver.ends_with("vfio-pci")
-    })
+    RealTarget::edu_cdev().is_some()
 }
 
 #[test]

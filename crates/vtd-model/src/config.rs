@@ -335,9 +335,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn default_switches_enforce_capability_reserved_fields() {
-        assert_eq!(ModelSwitches::default(), ModelSwitches::architectural());
-        assert!(ModelSwitches::default().capability_reserved_fields);
+    fn default_switches_are_each_documented_default_with_reserved_fields_enforced() {
+        let expected = ModelSwitches {
+            erratum_spr17: Spr17::default(),
+            ad_timing: AdTiming::default(),
+            nested_ss_ad: NestedSsAd::default(),
+            ss_permission_fault: SsPermissionFault::default(),
+            non_snooped_ad: NonSnoopedAd::default(),
+            collapse_faults_by_sid: false,
+            capability_reserved_fields: true,
+        };
+        assert_eq!(ModelSwitches::default(), expected);
+        assert_eq!(
+            UnitConfig {
+                switches: ModelSwitches::default(),
+                ..UnitConfig::default()
+            },
+            UnitConfig::default(),
+            "a configuration built field by field matches the default unit"
+        );
     }
 
     #[test]
