@@ -73,6 +73,20 @@ impl Guarded {
         out
     }
 
+    /// The first offset where the usable bytes differ from `expected` (as long), compared
+    /// in place.
+    pub fn first_difference(&self, expected: &[u8]) -> Option<usize> {
+        assert_eq!(expected.len(), self.len, "compare the whole buffer");
+        // SAFETY: a shared view of this value's own readable bytes, dropped before this
+        // returns; nothing writes them meanwhile (the simulated kernel and devices only
+        // touch them during calls this thread makes).
+        let now = unsafe { std::slice::from_raw_parts(self.base, self.len) };
+        if now == expected {
+            return None;
+        }
+        now.iter().zip(expected).position(|(a, b)| a != b)
+    }
+
     /// Place `data` against the guard page and return its address: reading or writing
     /// even one byte more faults.
     pub fn put_at_end(&self, data: &[u8]) -> u64 {
