@@ -9,8 +9,8 @@ use vtd_iommufd::selftest::{
     IOMMU_HW_INFO_SELFTEST_REGVAL, IOMMU_HW_INFO_TYPE_SELFTEST, IOMMU_HWPT_DATA_SELFTEST,
     IOMMU_HWPT_INVALIDATE_DATA_SELFTEST, IOMMU_HWPT_INVALIDATE_DATA_SELFTEST_INVALID,
     IOMMU_TEST_INVALIDATE_FLAG_ALL, IOMMU_TEST_IOTLB_DEFAULT, MOCK_APERTURE_LAST,
-    MOCK_APERTURE_START, MOCK_FLAGS_DEVICE_NO_DIRTY, MockDomain, iommu_hwpt_invalidate_selftest,
-    iommu_test_cmd,
+    MOCK_APERTURE_START, MOCK_FLAGS_DEVICE_NO_DIRTY, MockDomain, OP_DIRTY,
+    iommu_hwpt_invalidate_selftest, iommu_test_cmd,
 };
 use vtd_iommufd::uapi::{
     HwCaps, HwptAllocFlags, IOMMU_HWPT_DATA_NONE, MapFlags, iommu_hwpt_alloc,
@@ -114,6 +114,10 @@ pub(crate) static CASES: &[Case] = &[
     Case {
         name: "dirty.no_dirty_device_is_refused",
         run: dirty_no_dirty_device_refused,
+    },
+    Case {
+        name: "dirty.test_bitmap_sizes_user_space_chooses",
+        run: dirty_test_bitmap_sizes,
     },
     Case {
         name: "test_cmd.bad_ops_are_refused_and_undone",
@@ -1027,6 +1031,49 @@ fn dirty_marked_pages_reported_once(t: &dyn Target, log: &mut Log) -> Outcome {
         ictx.test_dirty(hwpt, iova, 0x4000, 0, &[1]),
         Errno::EINVAL,
     )?;
+    log.ok("disable", ictx.hwpt_set_dirty_tracking(hwpt, false))
+}
+
+/// The mock driver's DIRTY op with bitmaps whose size user space chose: one past INT_MAX
+/// bytes is ENOMEM before a byte is read (kvzalloc's limit), and one spanning two pages
+/// is read whole, its bits counting wherever a mock PTE exists.
+fn dirty_test_bitmap_sizes(t: &dyn Target, log: &mut Log) -> Outcome {
+    let a = buffer(0x4000)?;
+    let (ictx, ioas, mock) = with_mock(t, log)?;
+    let hwpt = log.ok(
+        "dirty_hwpt",
+        ictx.hwpt_alloc_paging(mock.idev_id, ioas, HwptAllocFlags::DIRTY_TRACKING),
+    )?;
+    log.ok(
+        "replace",
+        ictx.test_mock_domain_replace(mock.stdev_id, hwpt),
+    )?;
+    let iova = MOCK_APERTURE_START;
+    log.ok("map", map_fixed(&ictx, ioas, &a, iova))?;
+    log.ok("enable", ictx.hwpt_set_dirty_tracking(hwpt, true))?;
+    // Two pages of bitmap: bits 0 and 3 (mapped 2 KiB pages) in the first, and one far
+    // past the mapping in the second.
+    let bitmap = buffer(0x2000)?;
+    bitmap.set(0, 0b1001);
+    bitmap.set(0x1800, 0xff);
+    let dirty = |length: u64| {
+        let mut cmd = iommu_test_cmd::new(OP_DIRTY, hwpt);
+        cmd.set_u64_at(24, iova);
+        cmd.set_u64_at(32, length);
+        cmd.set_u64_at(40, 2048);
+        cmd.set_u64_at(48, bitmap.as_ptr() as u64);
+        // SAFETY: the kernel reads at most the bitmap's 0x2000 bytes (length / 2048 / 8)
+        // for the lengths below, or nothing when it refuses first; `bitmap` lives across
+        // the call.
+        unsafe { ictx.test_cmd_raw(&mut cmd) }.map(|()| cmd.u64_at(56))
+    };
+    log.errno("past_int_max", dirty(2048 * 8 * (1 << 31)), Errno::ENOMEM)?;
+    log.eq("two_pages", dirty(2048 * 8 * 0x2000)?, 2)?;
+    let bits = log.ok(
+        "read",
+        ictx.hwpt_get_dirty_bitmap(hwpt, iova, 0x4000, 2048, false),
+    )?;
+    log.eq("bitmap", format!("{:#b}", bits[0]), "0b1001".into())?;
     log.ok("disable", ictx.hwpt_set_dirty_tracking(hwpt, false))
 }
 

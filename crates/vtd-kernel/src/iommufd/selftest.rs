@@ -162,7 +162,10 @@ impl MockDriver {
                 if byte & (1 << bit) == 0 {
                     continue;
                 }
-                let cur = iova + (i as u64 * 8 + bit) * page_size;
+                // Unsigned long arithmetic in the kernel: it wraps.
+                let cur = (i as u64 * 8 + bit)
+                    .wrapping_mul(page_size)
+                    .wrapping_add(iova);
                 if let Some(pte) = ptes.get_mut(&(cur / page_size)) {
                     pte.dirty = true;
                     count += 1;
@@ -879,17 +882,36 @@ impl Ictx {
         let dom = self.lock().mock_paging_domain(hwpt)?;
         let mock = self.mock()?;
         let max = length / page_size;
+        let bytes = max.div_ceil(8);
+        // Linux allocates the bitmap with kvzalloc, which refuses more than INT_MAX bytes.
+        if bytes > i32::MAX as u64 {
+            return Err(Errno::ENOMEM);
+        }
         // Tracking must be on before the bitmap is read.
         mock.mark_dirty(dom, iova, page_size, &[])?;
-        let mut bits = vec![0u8; max.div_ceil(8) as usize];
-        copy_from_user(uptr, &mut bits)?;
-        // Bits past `max` in the last byte do not count.
-        if !max.is_multiple_of(8)
-            && let Some(last) = bits.last_mut()
-        {
-            *last &= (1u8 << (max % 8)) - 1;
+        // Linux copies the whole bitmap before marking anything, so an unreadable byte
+        // marks nothing. The simulation checks the range, then reads it a page at a time
+        // rather than holding a copy of the size user space chose.
+        check_user_range(uptr, bytes, false)?;
+        let mut chunk = [0u8; 4096];
+        let mut count = 0;
+        let mut done = 0u64;
+        while done < bytes {
+            let n = (bytes - done).min(chunk.len() as u64);
+            let bits = &mut chunk[..n as usize];
+            copy_from_user(uptr + done, bits)?;
+            // Bits past `max` in the last byte do not count.
+            if done + n == bytes
+                && !max.is_multiple_of(8)
+                && let Some(last) = bits.last_mut()
+            {
+                *last &= (1u8 << (max % 8)) - 1;
+            }
+            let first = (done * 8).wrapping_mul(page_size).wrapping_add(iova);
+            count += mock.mark_dirty(dom, first, page_size, bits)?;
+            done += n;
         }
-        mock.mark_dirty(dom, iova, page_size, &bits)
+        Ok(count)
     }
 
     /// Destroy a SELFTEST object (`iommufd_selftest_destroy`): detach, unbind, delete
