@@ -2,8 +2,9 @@
 
 use vtd_iommufd::Errno;
 use vtd_iommufd::ioctl::{
-    IOMMU_DESTROY, IOMMU_GET_HW_INFO, IOMMU_HWPT_ALLOC, IOMMU_HWPT_INVALIDATE, IOMMU_IOAS_ALLOC,
-    IOMMU_IOAS_IOVA_RANGES, IOMMU_IOAS_MAP, IOMMU_TEST_CMD, io,
+    IOMMU_DESTROY, IOMMU_GET_HW_INFO, IOMMU_HWPT_ALLOC, IOMMU_HWPT_GET_DIRTY_BITMAP,
+    IOMMU_HWPT_INVALIDATE, IOMMU_HWPT_SET_DIRTY_TRACKING, IOMMU_IOAS_ALLOC, IOMMU_IOAS_IOVA_RANGES,
+    IOMMU_IOAS_MAP, IOMMU_OPTION, IOMMU_TEST_CMD, io,
 };
 use vtd_iommufd::selftest::{
     IOMMU_HW_INFO_SELFTEST_REGVAL, IOMMU_HW_INFO_TYPE_SELFTEST, IOMMU_HWPT_DATA_SELFTEST,
@@ -122,6 +123,54 @@ pub(crate) static CASES: &[Case] = &[
     Case {
         name: "test_cmd.bad_ops_are_refused_and_undone",
         run: test_cmd_bad_ops,
+    },
+    Case {
+        name: "option.rlimit_mode_set_only_when_empty",
+        run: option_rlimit_mode_set_only_when_empty,
+    },
+    Case {
+        name: "option.bad_arguments_are_refused",
+        run: option_bad_arguments_are_refused,
+    },
+    Case {
+        name: "option.huge_pages_is_per_ioas",
+        run: option_huge_pages_is_per_ioas,
+    },
+    Case {
+        name: "option.huge_pages_off_refused_while_mapped",
+        run: option_huge_pages_off_refused_while_mapped,
+    },
+    Case {
+        name: "ioas.map_checks_come_before_the_lookup",
+        run: ioas_map_checks_come_before_the_lookup,
+    },
+    Case {
+        name: "ioas.map_length_and_address_rules",
+        run: ioas_map_length_and_address_rules,
+    },
+    Case {
+        name: "ioas.unmap_range_rules",
+        run: ioas_unmap_range_rules,
+    },
+    Case {
+        name: "ioas.unmap_split_area_fails_after_leading_areas",
+        run: ioas_unmap_split_area_fails_after_leading_areas,
+    },
+    Case {
+        name: "dirty.get_bitmap_argument_checks",
+        run: dirty_get_bitmap_argument_checks,
+    },
+    Case {
+        name: "dirty.bitmap_granule_follows_page_size",
+        run: dirty_bitmap_granule_follows_page_size,
+    },
+    Case {
+        name: "dirty.set_tracking_argument_checks",
+        run: dirty_set_tracking_argument_checks,
+    },
+    Case {
+        name: "hwpt.alloc_fault_id_and_data_rules",
+        run: hwpt_alloc_fault_id_and_data_rules,
     },
 ];
 
@@ -1134,4 +1183,766 @@ fn test_cmd_bad_ops(t: &dyn Target, log: &mut Log) -> Outcome {
         ictx.test_md_check_map(99, MOCK_APERTURE_START, 2048, std::ptr::null()),
         Errno::ENOENT,
     )
+}
+
+/// `IOMMU_OPTION` values.
+const OPTION_RLIMIT_MODE: u32 = 0;
+const OPTION_HUGE_PAGES: u32 = 1;
+const OPTION_OP_SET: u16 = 0;
+const OPTION_OP_GET: u16 = 1;
+
+/// One `IOMMU_OPTION` call: the result and `val64` as the kernel left it.
+fn option(
+    ictx: &Iommufd<Fd>,
+    option_id: u32,
+    op: u16,
+    object_id: u32,
+    val: u64,
+    reserved: u16,
+) -> (vtd_iommufd::Result<i32>, u64) {
+    // struct iommu_option: size, option_id, op, __reserved, object_id, val64.
+    let mut buf = [
+        24 | (option_id as u64) << 32,
+        op as u64 | (reserved as u64) << 16 | (object_id as u64) << 32,
+        val,
+    ];
+    let r = raw(ictx, IOMMU_OPTION, &mut buf);
+    (r, buf[2])
+}
+
+fn option_get(ictx: &Iommufd<Fd>, option_id: u32, object_id: u32) -> vtd_iommufd::Result<u64> {
+    let (r, val) = option(ictx, option_id, OPTION_OP_GET, object_id, 0xAA, 0);
+    r.map(|_| val)
+}
+
+fn option_set(
+    ictx: &Iommufd<Fd>,
+    option_id: u32,
+    object_id: u32,
+    val: u64,
+) -> vtd_iommufd::Result<()> {
+    option(ictx, option_id, OPTION_OP_SET, object_id, val, 0)
+        .0
+        .map(|_| ())
+}
+
+/// RLIMIT_MODE reads 0 (per-user accounting) on a fresh iommufd and can be set only while
+/// the iommufd holds no object: once an IOAS exists a SET is EBUSY and the mode stays.
+fn option_rlimit_mode_set_only_when_empty(t: &dyn Target, log: &mut Log) -> Outcome {
+    let ictx = t.iommufd()?;
+    log.eq("get_default", option_get(&ictx, OPTION_RLIMIT_MODE, 0)?, 0)?;
+    log.ok("set_mm", option_set(&ictx, OPTION_RLIMIT_MODE, 0, 1))?;
+    log.eq("get_mm", option_get(&ictx, OPTION_RLIMIT_MODE, 0)?, 1)?;
+    let ioas = log.ok("ioas", ictx.ioas_alloc())?;
+    log.errno(
+        "set_with_object",
+        option_set(&ictx, OPTION_RLIMIT_MODE, 0, 0),
+        Errno::EBUSY,
+    )?;
+    log.errno(
+        "set_bad_val_with_object",
+        option_set(&ictx, OPTION_RLIMIT_MODE, 0, 2),
+        Errno::EBUSY,
+    )?;
+    log.eq("get_kept", option_get(&ictx, OPTION_RLIMIT_MODE, 0)?, 1)?;
+    log.ok("destroy_ioas", ictx.destroy(ioas))?;
+    log.ok(
+        "set_user_again",
+        option_set(&ictx, OPTION_RLIMIT_MODE, 0, 0),
+    )?;
+    log.eq("get_user", option_get(&ictx, OPTION_RLIMIT_MODE, 0)?, 0)
+}
+
+/// Bad IOMMU_OPTION arguments: an unknown option id or a nonzero `__reserved` is
+/// EOPNOTSUPP before any object is looked up; RLIMIT_MODE with an object id or an unknown
+/// op is EOPNOTSUPP, with a value past 1 EINVAL; HUGE_PAGES looks its IOAS up first
+/// (ENOENT for none, for 0 and for a HWPT), then EOPNOTSUPP for an unknown op and EINVAL
+/// for a value past 1.
+fn option_bad_arguments_are_refused(t: &dyn Target, log: &mut Log) -> Outcome {
+    let (ictx, ioas, mock) = with_mock(t, log)?;
+    let get = OPTION_OP_GET;
+    for (label, id, op, obj, val, reserved, want) in [
+        ("option_2", 2, get, ioas, 0, 0, Errno::EOPNOTSUPP),
+        ("option_2_no_object", 2, get, 99, 0, 0, Errno::EOPNOTSUPP),
+        ("option_max", u32::MAX, get, 0, 0, 0, Errno::EOPNOTSUPP),
+        (
+            "reserved",
+            OPTION_HUGE_PAGES,
+            get,
+            99,
+            0,
+            1,
+            Errno::EOPNOTSUPP,
+        ),
+        (
+            "rlimit_object",
+            OPTION_RLIMIT_MODE,
+            get,
+            ioas,
+            0,
+            0,
+            Errno::EOPNOTSUPP,
+        ),
+        (
+            "rlimit_op_2",
+            OPTION_RLIMIT_MODE,
+            2,
+            0,
+            0,
+            0,
+            Errno::EOPNOTSUPP,
+        ),
+        (
+            "huge_no_ioas",
+            OPTION_HUGE_PAGES,
+            get,
+            99,
+            0,
+            0,
+            Errno::ENOENT,
+        ),
+        (
+            "huge_object_0",
+            OPTION_HUGE_PAGES,
+            get,
+            0,
+            0,
+            0,
+            Errno::ENOENT,
+        ),
+        (
+            "huge_on_hwpt",
+            OPTION_HUGE_PAGES,
+            get,
+            mock.hwpt_id,
+            0,
+            0,
+            Errno::ENOENT,
+        ),
+        (
+            "huge_bad_op_no_ioas",
+            OPTION_HUGE_PAGES,
+            2,
+            99,
+            0,
+            0,
+            Errno::ENOENT,
+        ),
+        (
+            "huge_op_2",
+            OPTION_HUGE_PAGES,
+            2,
+            ioas,
+            0,
+            0,
+            Errno::EOPNOTSUPP,
+        ),
+        (
+            "huge_set_2",
+            OPTION_HUGE_PAGES,
+            OPTION_OP_SET,
+            ioas,
+            2,
+            0,
+            Errno::EINVAL,
+        ),
+    ] {
+        let (r, val_after) = option(&ictx, id, op, obj, val, reserved);
+        log.errno(label, r, want)?;
+        log.eq(&format!("{label}_val"), val_after, val)?;
+    }
+    // RLIMIT_MODE's value check comes after its emptiness check: on an empty iommufd.
+    let empty = t.iommufd()?;
+    log.errno(
+        "rlimit_set_2_empty",
+        option_set(&empty, OPTION_RLIMIT_MODE, 0, 2),
+        Errno::EINVAL,
+    )?;
+    log.eq(
+        "huge_still_on",
+        option_get(&ictx, OPTION_HUGE_PAGES, ioas)?,
+        1,
+    )
+}
+
+/// HUGE_PAGES is per IOAS, on by default: turning it off on an empty IOAS raises the IOVA
+/// alignment IOAS_IOVA_RANGES reports to PAGE_SIZE and leaves other IOASes alone; turning
+/// it on again brings the alignment back to 1.
+fn option_huge_pages_is_per_ioas(t: &dyn Target, log: &mut Log) -> Outcome {
+    let ictx = t.iommufd()?;
+    let a = log.ok("ioas_a", ictx.ioas_alloc())?;
+    let b = log.ok("ioas_b", ictx.ioas_alloc())?;
+    log.eq("get_default", option_get(&ictx, OPTION_HUGE_PAGES, a)?, 1)?;
+    log.ok("set_off", option_set(&ictx, OPTION_HUGE_PAGES, a, 0))?;
+    log.eq("get_off", option_get(&ictx, OPTION_HUGE_PAGES, a)?, 0)?;
+    log.eq("other_on", option_get(&ictx, OPTION_HUGE_PAGES, b)?, 1)?;
+    log.eq("align_off", ictx.ioas_iova_ranges(a)?.alignment, 4096)?;
+    log.eq("align_other", ictx.ioas_iova_ranges(b)?.alignment, 1)?;
+    log.ok("set_off_twice", option_set(&ictx, OPTION_HUGE_PAGES, a, 0))?;
+    log.ok("set_on", option_set(&ictx, OPTION_HUGE_PAGES, a, 1))?;
+    log.eq("get_on", option_get(&ictx, OPTION_HUGE_PAGES, a)?, 1)?;
+    log.eq("align_on", ictx.ioas_iova_ranges(a)?.alignment, 1)
+}
+
+/// HUGE_PAGES cannot be turned off while an attached domain has pages mapped (EINVAL);
+/// once the IOAS is empty it can, and the alignment becomes the larger of PAGE_SIZE and
+/// the mock domain's 2 KiB page.
+fn option_huge_pages_off_refused_while_mapped(t: &dyn Target, log: &mut Log) -> Outcome {
+    let a = buffer(0x4000)?;
+    let (ictx, ioas, _mock) = with_mock(t, log)?;
+    log.ok("map", map_fixed(&ictx, ioas, &a, MOCK_APERTURE_START))?;
+    log.errno(
+        "set_off_mapped",
+        option_set(&ictx, OPTION_HUGE_PAGES, ioas, 0),
+        Errno::EINVAL,
+    )?;
+    log.eq("still_on", option_get(&ictx, OPTION_HUGE_PAGES, ioas)?, 1)?;
+    log.eq("align_on", ictx.ioas_iova_ranges(ioas)?.alignment, 2048)?;
+    log.eq("unmap_all", ictx.ioas_unmap_all(ioas)?, 0x4000)?;
+    log.ok(
+        "set_off_empty",
+        option_set(&ictx, OPTION_HUGE_PAGES, ioas, 0),
+    )?;
+    log.eq("align_off", ictx.ioas_iova_ranges(ioas)?.alignment, 4096)?;
+    log.errno(
+        "map_2k_iova",
+        map_fixed(&ictx, ioas, &a, MOCK_APERTURE_START + 0x800),
+        Errno::EINVAL,
+    )?;
+    log.ok(
+        "map_4k_iova",
+        map_fixed(&ictx, ioas, &a, MOCK_APERTURE_START + 0x1000),
+    )?;
+    Ok(())
+}
+
+/// One `IOMMU_IOAS_MAP` with every field chosen; the IOVA written back on success.
+fn map_raw(
+    ictx: &Iommufd<Fd>,
+    flags: u32,
+    ioas: u32,
+    reserved: u32,
+    user_va: u64,
+    length: u64,
+    iova: u64,
+) -> vtd_iommufd::Result<u64> {
+    // struct iommu_ioas_map: size, flags, ioas_id, __reserved, user_va, length, iova.
+    let mut buf = [
+        40 | (flags as u64) << 32,
+        ioas as u64 | (reserved as u64) << 32,
+        user_va,
+        length,
+        iova,
+    ];
+    // SAFETY: the kernel reads the 40-byte struct in `buf` and writes back at most as
+    // much. `user_va` is either an address the call refuses before pinning anything or a
+    // range of a Buffer that outlives the iommufd (the callers declare it first).
+    let r = unsafe { ictx.fd().ioctl(IOMMU_IOAS_MAP, buf.as_mut_ptr().cast()) };
+    r.map(|_| buf[4]).map_err(|errno| Error::Ioctl {
+        call: vtd_iommufd::Call::IoasMap,
+        errno,
+    })
+}
+
+/// IOAS_MAP refuses bad flags, `__reserved`, and an IOVA or length of u64::MAX before it
+/// looks the IOAS up (so a missing IOAS is not what is reported), then ENOENT for the
+/// missing IOAS even with a zero length, whose EINVAL comes after the lookup.
+fn ioas_map_checks_come_before_the_lookup(t: &dyn Target, log: &mut Log) -> Outcome {
+    let a = buffer(0x4000)?;
+    let ictx = t.iommufd()?;
+    let ioas = log.ok("ioas", ictx.ioas_alloc())?;
+    let va = a.as_ptr() as u64;
+    let rw = (MapFlags::READABLE | MapFlags::WRITEABLE).bits();
+    let fixed = MapFlags::FIXED_IOVA.bits() | rw;
+    for (label, flags, id, reserved, length, iova, want) in [
+        (
+            "flag_bit3",
+            rw | 1 << 3,
+            99,
+            0,
+            0x1000,
+            0,
+            Errno::EOPNOTSUPP,
+        ),
+        (
+            "flags_high",
+            rw | 1 << 31,
+            ioas,
+            0,
+            0x1000,
+            0,
+            Errno::EOPNOTSUPP,
+        ),
+        ("reserved", rw, 99, 1, 0x1000, 0, Errno::EOPNOTSUPP),
+        ("iova_max", rw, 99, 0, 0x1000, u64::MAX, Errno::EOVERFLOW),
+        ("length_max", fixed, 99, 0, u64::MAX, 0, Errno::EOVERFLOW),
+        (
+            "no_prot",
+            MapFlags::FIXED_IOVA.bits(),
+            99,
+            0,
+            0x1000,
+            0,
+            Errno::EINVAL,
+        ),
+        ("no_ioas", fixed, 99, 0, 0x1000, 0, Errno::ENOENT),
+        ("no_ioas_len0", fixed, 99, 0, 0, 0, Errno::ENOENT),
+        ("len0", fixed, ioas, 0, 0, 0, Errno::EINVAL),
+    ] {
+        log.errno(
+            label,
+            map_raw(&ictx, flags, id, reserved, va, length, iova),
+            want,
+        )?;
+    }
+    log.eq("nothing_mapped", ictx.ioas_unmap_all(ioas)?, 0)
+}
+
+/// IOAS_MAP's length and address rules with a mock domain (2 KiB IOVA alignment): a
+/// length past SIZE_MAX - PAGE_SIZE or not a multiple of the alignment is EINVAL,
+/// user_va + length wrapping is EOVERFLOW, a fixed IOVA whose range wraps is EOVERFLOW,
+/// and a user_va whose page offset breaks the alignment is EINVAL, fixed or not; a 2 KiB
+/// page offset is fine. Nothing is left mapped by the refusals.
+fn ioas_map_length_and_address_rules(t: &dyn Target, log: &mut Log) -> Outcome {
+    let a = buffer(0x4000)?;
+    let (ictx, ioas, mock) = with_mock(t, log)?;
+    let va = a.as_ptr() as u64;
+    let rw = (MapFlags::READABLE | MapFlags::WRITEABLE).bits();
+    let fixed = MapFlags::FIXED_IOVA.bits() | rw;
+    let at = MOCK_APERTURE_START;
+    for (label, flags, user_va, length, iova, want) in [
+        ("length_huge", rw, va, u64::MAX - 0x800, 0, Errno::EINVAL),
+        ("length_1k", fixed, va, 0x400, at, Errno::EINVAL),
+        ("length_3k", rw, va, 0xc00, 0, Errno::EINVAL),
+        (
+            "va_wraps",
+            rw,
+            u64::MAX - 0xfff,
+            0x2000,
+            0,
+            Errno::EOVERFLOW,
+        ),
+        (
+            "iova_wraps",
+            fixed,
+            va,
+            0x2000,
+            u64::MAX - 0x7ff,
+            Errno::EOVERFLOW,
+        ),
+        ("iova_1k", fixed, va, 0x800, at + 0x400, Errno::EINVAL),
+        ("va_offset_1k_auto", rw, va + 0x400, 0x800, 0, Errno::EINVAL),
+        (
+            "va_offset_1k_fixed",
+            fixed,
+            va + 0x400,
+            0x800,
+            at,
+            Errno::EINVAL,
+        ),
+    ] {
+        log.errno(
+            label,
+            map_raw(&ictx, flags, ioas, 0, user_va, length, iova),
+            want,
+        )?;
+    }
+    log.eq("nothing_mapped", ictx.ioas_unmap_all(ioas)?, 0)?;
+    log.eq(
+        "va_offset_2k",
+        format!(
+            "{:#x}",
+            map_raw(&ictx, fixed, ioas, 0, va + 0x800, 0x800, at)?
+        ),
+        format!("{at:#x}"),
+    )?;
+    // SAFETY: pointer arithmetic inside the buffer.
+    let mid = unsafe { a.as_ptr().add(0x800) };
+    log.ok(
+        "check_2k",
+        ictx.test_md_check_map(mock.hwpt_id, at, 0x800, mid),
+    )
+}
+
+/// IOAS_UNMAP's range rules: a length of u64::MAX with a nonzero IOVA, or an IOVA of
+/// u64::MAX, is EOVERFLOW; a range that wraps is EOVERFLOW; a missing IOAS is ENOENT
+/// before any of that; an empty range elsewhere is ENOENT; only iova 0 with length
+/// u64::MAX is "unmap all", which succeeds even on an empty IOAS.
+fn ioas_unmap_range_rules(t: &dyn Target, log: &mut Log) -> Outcome {
+    let a = buffer(0x4000)?;
+    let (ictx, ioas, _mock) = with_mock(t, log)?;
+    log.ok("map", map_fixed(&ictx, ioas, &a, MOCK_APERTURE_START))?;
+    log.errno(
+        "iova1_len_max",
+        ictx.ioas_unmap(ioas, 1, u64::MAX),
+        Errno::EOVERFLOW,
+    )?;
+    log.errno(
+        "iova_max",
+        ictx.ioas_unmap(ioas, u64::MAX, 1),
+        Errno::EOVERFLOW,
+    )?;
+    log.errno(
+        "wraps",
+        ictx.ioas_unmap(ioas, u64::MAX - 0xfff, 0x2000),
+        Errno::EOVERFLOW,
+    )?;
+    log.errno(
+        "no_ioas_overflow",
+        ictx.ioas_unmap(99, 1, u64::MAX),
+        Errno::ENOENT,
+    )?;
+    log.errno(
+        "no_ioas_all",
+        ictx.ioas_unmap(99, 0, u64::MAX),
+        Errno::ENOENT,
+    )?;
+    log.errno(
+        "nothing_there",
+        ictx.ioas_unmap(ioas, MOCK_APERTURE_START + MIB, 0x4000),
+        Errno::ENOENT,
+    )?;
+    // Everything but the last byte of the address space: a plain range, still whole areas.
+    log.eq(
+        "len_max_minus_1",
+        ictx.ioas_unmap(ioas, 0, u64::MAX - 1)?,
+        0x4000,
+    )?;
+    log.eq("all_empty", ictx.ioas_unmap(ioas, 0, u64::MAX)?, 0)
+}
+
+/// An unmap range that holds whole areas and ends inside another one removes the whole
+/// areas it meets first, then fails ENOENT at the split one, which stays mapped: the
+/// failure does not undo what was already removed.
+fn ioas_unmap_split_area_fails_after_leading_areas(t: &dyn Target, log: &mut Log) -> Outcome {
+    let a = buffer(0x4000)?;
+    let b = buffer(0x4000)?;
+    let c = buffer(0x4000)?;
+    let (ictx, ioas, mock) = with_mock(t, log)?;
+    let base = MOCK_APERTURE_START + 16 * MIB;
+    log.ok("map_a", map_fixed(&ictx, ioas, &a, base))?;
+    log.ok("map_b", map_fixed(&ictx, ioas, &b, base + 0x4000))?;
+    log.ok("map_c", map_fixed(&ictx, ioas, &c, base + 0x8000))?;
+    log.errno(
+        "unmap_a_and_half_b",
+        ictx.ioas_unmap(ioas, base, 0x6000),
+        Errno::ENOENT,
+    )?;
+    log.errno(
+        "a_gone",
+        ictx.test_md_check_map(mock.hwpt_id, base, 0x4000, a.as_ptr()),
+        Errno::EINVAL,
+    )?;
+    log.ok(
+        "b_kept",
+        ictx.test_md_check_map(mock.hwpt_id, base + 0x4000, 0x4000, b.as_ptr()),
+    )?;
+    // A range starting inside an area removes nothing.
+    log.errno(
+        "unmap_half_b_and_c",
+        ictx.ioas_unmap(ioas, base + 0x6000, 0x6000),
+        Errno::ENOENT,
+    )?;
+    log.ok(
+        "c_kept",
+        ictx.test_md_check_map(mock.hwpt_id, base + 0x8000, 0x4000, c.as_ptr()),
+    )?;
+    log.eq("unmap_b_c", ictx.ioas_unmap(ioas, base, 0xc000)?, 0x8000)?;
+    log.eq("unmap_all", ictx.ioas_unmap_all(ioas)?, 0)
+}
+
+/// One `IOMMU_HWPT_GET_DIRTY_BITMAP` with every field chosen.
+#[allow(clippy::too_many_arguments)]
+fn dirty_bitmap_raw(
+    ictx: &Iommufd<Fd>,
+    hwpt: u32,
+    flags: u32,
+    reserved: u32,
+    iova: u64,
+    length: u64,
+    page_size: u64,
+    bitmap: &Buffer,
+) -> vtd_iommufd::Result<()> {
+    let mut buf = [
+        48 | (hwpt as u64) << 32,
+        flags as u64 | (reserved as u64) << 32,
+        iova,
+        length,
+        page_size,
+        bitmap.as_ptr() as u64,
+    ];
+    // SAFETY: the kernel reads the 48-byte struct in `buf` and writes at most
+    // length / 2^ffs(page_size) bits into `bitmap`, which the callers size for the ranges
+    // they ask about and which lives across the call; refused calls write nothing.
+    let r = unsafe {
+        ictx.fd()
+            .ioctl(IOMMU_HWPT_GET_DIRTY_BITMAP, buf.as_mut_ptr().cast())
+    };
+    r.map(|_| ()).map_err(|errno| Error::Ioctl {
+        call: vtd_iommufd::Call::HwptGetDirtyBitmap,
+        errno,
+    })
+}
+
+/// A mock device on a dirty-tracking HWPT with 0x4000 bytes mapped at the aperture start
+/// and tracking on.
+fn with_dirty(
+    t: &dyn Target,
+    log: &mut Log,
+    a: &Buffer,
+) -> Result<(Iommufd<Fd>, u32, MockDomain, u32), Failure> {
+    let (ictx, ioas, mock) = with_mock(t, log)?;
+    let hwpt = log.ok(
+        "dirty_hwpt",
+        ictx.hwpt_alloc_paging(mock.idev_id, ioas, HwptAllocFlags::DIRTY_TRACKING),
+    )?;
+    log.ok(
+        "replace",
+        ictx.test_mock_domain_replace(mock.stdev_id, hwpt),
+    )?;
+    log.ok("map", map_fixed(&ictx, ioas, a, MOCK_APERTURE_START))?;
+    log.ok("enable", ictx.hwpt_set_dirty_tracking(hwpt, true))?;
+    Ok((ictx, ioas, mock, hwpt))
+}
+
+/// GET_DIRTY_BITMAP's argument checks, in order: unknown flags or `__reserved` are
+/// EOPNOTSUPP before the HWPT lookup; a missing HWPT, or an IOAS or DEVICE id, is ENOENT; a wrapping range is EOVERFLOW; an IOVA or end not aligned to the
+/// IOAS (2 KiB) or to page_size, or a zero page_size, is EINVAL; a paging HWPT without
+/// dirty tracking passes those checks and is EOPNOTSUPP. Nothing is written to the bitmap.
+fn dirty_get_bitmap_argument_checks(t: &dyn Target, log: &mut Log) -> Outcome {
+    let a = buffer(0x4000)?;
+    let bitmap = buffer(0x1000)?;
+    let (ictx, ioas, mock, hwpt) = with_dirty(t, log, &a)?;
+    let plain = log.ok(
+        "plain_hwpt",
+        ictx.hwpt_alloc_paging(mock.idev_id, ioas, HwptAllocFlags::empty()),
+    )?;
+    log.eq(
+        "marked",
+        ictx.test_dirty(hwpt, MOCK_APERTURE_START, 0x4000, 2048, &[0xff])?,
+        8,
+    )?;
+    let at = MOCK_APERTURE_START;
+    let pg = 2048;
+    for (label, id, flags, reserved, iova, length, page_size, want) in [
+        ("flag_bit1", 99, 2, 0, at, 0x4000, pg, Errno::EOPNOTSUPP),
+        ("reserved", 99, 0, 1, at, 0x4000, pg, Errno::EOPNOTSUPP),
+        ("no_hwpt", 99, 0, 0, at, 0x4000, pg, Errno::ENOENT),
+        ("on_ioas", ioas, 0, 0, at, 0x4000, pg, Errno::ENOENT),
+        (
+            "on_device",
+            mock.idev_id,
+            0,
+            0,
+            at,
+            0x4000,
+            pg,
+            Errno::ENOENT,
+        ),
+        (
+            "wraps",
+            hwpt,
+            0,
+            0,
+            u64::MAX - 0x7ff,
+            0x1000,
+            pg,
+            Errno::EOVERFLOW,
+        ),
+        ("iova_1k", hwpt, 0, 0, at + 0x400, 0x4000, pg, Errno::EINVAL),
+        ("length_1k", hwpt, 0, 0, at, 0x3c00, pg, Errno::EINVAL),
+        ("page_size_0", hwpt, 0, 0, at, 0x4000, 0, Errno::EINVAL),
+        (
+            "iova_not_page_aligned",
+            hwpt,
+            0,
+            0,
+            at + 0x800,
+            0x2000,
+            4096,
+            Errno::EINVAL,
+        ),
+        (
+            "end_not_page_aligned",
+            hwpt,
+            0,
+            0,
+            at,
+            0x2800,
+            4096,
+            Errno::EINVAL,
+        ),
+        (
+            "plain_misaligned",
+            plain,
+            0,
+            0,
+            at + 0x400,
+            0x4000,
+            pg,
+            Errno::EINVAL,
+        ),
+        ("plain", plain, 0, 0, at, 0x4000, pg, Errno::EOPNOTSUPP),
+    ] {
+        let r = dirty_bitmap_raw(&ictx, id, flags, reserved, iova, length, page_size, &bitmap);
+        log.errno(label, r, want)?;
+    }
+    log.eq("bitmap_untouched", bitmap.get(0), 0)?;
+    let bits = log.ok(
+        "read",
+        ictx.hwpt_get_dirty_bitmap(hwpt, at, 0x4000, pg, false),
+    )?;
+    log.eq("bitmap", format!("{:#b}", bits[0]), "0b11111111".into())
+}
+
+/// GET_DIRTY_BITMAP's granule is 2^(lowest set bit of page_size): a page_size below the
+/// mock domain's 2 KiB page reports each dirty page as several bits, and a page_size that
+/// is not a power of two (0x3000) passes the mask checks and counts in 4 KiB granules.
+fn dirty_bitmap_granule_follows_page_size(t: &dyn Target, log: &mut Log) -> Outcome {
+    let a = buffer(0x4000)?;
+    let bitmap = buffer(0x1000)?;
+    let (ictx, _ioas, _mock, hwpt) = with_dirty(t, log, &a)?;
+    let at = MOCK_APERTURE_START;
+    log.eq(
+        "marked_1k",
+        ictx.test_dirty(hwpt, at, 0x4000, 2048, &[0b1000_0001])?,
+        2,
+    )?;
+    let bits = log.ok(
+        "read_1k",
+        ictx.hwpt_get_dirty_bitmap(hwpt, at, 0x4000, 1024, false),
+    )?;
+    log.eq("bitmap_1k", format!("{:#x}", bits[0]), "0xc003".into())?;
+    log.eq(
+        "marked_3k",
+        ictx.test_dirty(hwpt, at, 0x4000, 2048, &[0b0010_0001])?,
+        2,
+    )?;
+    log.ok(
+        "read_0x3000",
+        dirty_bitmap_raw(&ictx, hwpt, 0, 0, at, 0x4000, 0x3000, &bitmap),
+    )?;
+    log.eq(
+        "bitmap_0x3000",
+        format!("{:#b}", bitmap.get(0)),
+        "0b101".into(),
+    )?;
+    log.errno(
+        "end_masked_0x3000",
+        dirty_bitmap_raw(&ictx, hwpt, 0, 0, at, 0x6000, 0x3000, &bitmap),
+        Errno::EINVAL,
+    )?;
+    let bits = log.ok(
+        "read_after",
+        ictx.hwpt_get_dirty_bitmap(hwpt, at, 0x4000, 2048, false),
+    )?;
+    log.eq("bitmap_after", bits[0], 0)
+}
+
+/// One `IOMMU_HWPT_SET_DIRTY_TRACKING` with every field chosen.
+fn set_dirty_raw(
+    ictx: &Iommufd<Fd>,
+    flags: u32,
+    hwpt: u32,
+    reserved: u32,
+) -> vtd_iommufd::Result<i32> {
+    let mut buf = [
+        16 | (flags as u64) << 32,
+        hwpt as u64 | (reserved as u64) << 32,
+    ];
+    raw(ictx, IOMMU_HWPT_SET_DIRTY_TRACKING, &mut buf)
+}
+
+/// SET_DIRTY_TRACKING refuses unknown flags (EOPNOTSUPP) before the lookup and ids that
+/// are not a paging HWPT (ENOENT), ignores `__reserved`, and may be repeated.
+fn dirty_set_tracking_argument_checks(t: &dyn Target, log: &mut Log) -> Outcome {
+    let (ictx, ioas, mock) = with_mock(t, log)?;
+    let hwpt = log.ok(
+        "dirty_hwpt",
+        ictx.hwpt_alloc_paging(mock.idev_id, ioas, HwptAllocFlags::DIRTY_TRACKING),
+    )?;
+    log.errno(
+        "flag_bit1",
+        set_dirty_raw(&ictx, 2, 99, 0),
+        Errno::EOPNOTSUPP,
+    )?;
+    log.errno("no_hwpt", set_dirty_raw(&ictx, 1, 99, 0), Errno::ENOENT)?;
+    log.errno("on_ioas", set_dirty_raw(&ictx, 1, ioas, 0), Errno::ENOENT)?;
+    log.errno(
+        "on_device",
+        set_dirty_raw(&ictx, 1, mock.idev_id, 0),
+        Errno::ENOENT,
+    )?;
+    log.ok(
+        "reserved_ignored",
+        set_dirty_raw(&ictx, 1, hwpt, 0xffff_ffff),
+    )?;
+    log.ok("enable_twice", set_dirty_raw(&ictx, 1, hwpt, 0))?;
+    log.ok("disable", set_dirty_raw(&ictx, 0, hwpt, 0))?;
+    log.ok("disable_twice", set_dirty_raw(&ictx, 0, hwpt, 0))?;
+    Ok(())
+}
+
+/// HWPT_ALLOC's flag and data checks: a data_type without data_len is EINVAL before the
+/// device lookup; FAULT_ID_VALID on a paging HWPT is EOPNOTSUPP whatever the fault id; on
+/// a nested HWPT a fault id that is no FAULT object (missing, or the IOAS) is ENOENT, and
+/// the refused HWPT's id is released.
+fn hwpt_alloc_fault_id_and_data_rules(t: &dyn Target, log: &mut Log) -> Outcome {
+    let (ictx, ioas, mock) = with_mock(t, log)?;
+    let dev = mock.idev_id;
+    let fv = HwptAllocFlags::FAULT_ID_VALID.bits();
+    let alloc = |flags: u32, pt: u32, fault: u32, data_type: u32, len: u32, uptr: u64| {
+        ictx.hwpt_alloc_raw(&mut iommu_hwpt_alloc {
+            size: size_of::<iommu_hwpt_alloc>(),
+            flags,
+            dev_id: dev,
+            pt_id: pt,
+            data_type,
+            data_len: len,
+            data_uptr: uptr,
+            fault_id: fault,
+            ..Default::default()
+        })
+    };
+    let parent = log.ok(
+        "parent",
+        ictx.hwpt_alloc_paging(dev, ioas, HwptAllocFlags::NEST_PARENT),
+    )?;
+    let mut data = IOMMU_TEST_IOTLB_DEFAULT;
+    let ptr = &mut data as *mut u32 as u64;
+    let st = IOMMU_HWPT_DATA_SELFTEST;
+    log.errno(
+        "type_without_len",
+        alloc(0, ioas, 0, st, 0, ptr),
+        Errno::EINVAL,
+    )?;
+    let bad_dev = ictx.hwpt_alloc_raw(&mut iommu_hwpt_alloc {
+        size: size_of::<iommu_hwpt_alloc>(),
+        dev_id: 99,
+        pt_id: ioas,
+        data_type: st,
+        ..Default::default()
+    });
+    log.errno("type_without_len_no_dev", bad_dev, Errno::EINVAL)?;
+    log.errno(
+        "paging_fault_0",
+        alloc(fv, ioas, 0, 0, 0, 0),
+        Errno::EOPNOTSUPP,
+    )?;
+    log.errno(
+        "paging_fault_99",
+        alloc(fv, ioas, 99, 0, 0, 0),
+        Errno::EOPNOTSUPP,
+    )?;
+    log.errno(
+        "nested_fault_missing",
+        alloc(fv, parent, 99, st, 4, ptr),
+        Errno::ENOENT,
+    )?;
+    log.errno(
+        "nested_fault_is_ioas",
+        alloc(fv, parent, ioas, st, 4, ptr),
+        Errno::ENOENT,
+    )?;
+    log.eq("next_id", alloc(0, parent, 99, st, 4, ptr)?, parent + 1)
 }
