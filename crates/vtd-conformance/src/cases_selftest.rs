@@ -2,9 +2,10 @@
 
 use vtd_iommufd::Errno;
 use vtd_iommufd::ioctl::{
-    IOMMU_DESTROY, IOMMU_GET_HW_INFO, IOMMU_HWPT_ALLOC, IOMMU_HWPT_GET_DIRTY_BITMAP,
-    IOMMU_HWPT_INVALIDATE, IOMMU_HWPT_SET_DIRTY_TRACKING, IOMMU_IOAS_ALLOC, IOMMU_IOAS_IOVA_RANGES,
-    IOMMU_IOAS_MAP, IOMMU_OPTION, IOMMU_TEST_CMD, io,
+    IOMMU_DESTROY, IOMMU_FAULT_QUEUE_ALLOC, IOMMU_GET_HW_INFO, IOMMU_HWPT_ALLOC,
+    IOMMU_HWPT_GET_DIRTY_BITMAP, IOMMU_HWPT_INVALIDATE, IOMMU_HWPT_SET_DIRTY_TRACKING,
+    IOMMU_IOAS_ALLOC, IOMMU_IOAS_ALLOW_IOVAS, IOMMU_IOAS_COPY, IOMMU_IOAS_IOVA_RANGES,
+    IOMMU_IOAS_MAP, IOMMU_OPTION, IOMMU_TEST_CMD, IOMMU_VFIO_IOAS, io,
 };
 use vtd_iommufd::selftest::{
     IOMMU_HW_INFO_SELFTEST_REGVAL, IOMMU_HW_INFO_TYPE_SELFTEST, IOMMU_HWPT_DATA_SELFTEST,
@@ -171,6 +172,26 @@ pub(crate) static CASES: &[Case] = &[
     Case {
         name: "hwpt.alloc_fault_id_and_data_rules",
         run: hwpt_alloc_fault_id_and_data_rules,
+    },
+    Case {
+        name: "vfio_ioas.get_set_clear",
+        run: vfio_ioas_get_set_clear,
+    },
+    Case {
+        name: "ioas.iova_ranges_list_holes",
+        run: ioas_iova_ranges_list_holes,
+    },
+    Case {
+        name: "ioas.allow_iovas_rules",
+        run: ioas_allow_iovas_rules,
+    },
+    Case {
+        name: "ioas.copy_argument_checks",
+        run: ioas_copy_argument_checks,
+    },
+    Case {
+        name: "fault.queue_alloc_flags_are_refused",
+        run: fault_queue_alloc_flags_are_refused,
     },
 ];
 
@@ -1945,4 +1966,360 @@ fn hwpt_alloc_fault_id_and_data_rules(t: &dyn Target, log: &mut Log) -> Outcome 
         Errno::ENOENT,
     )?;
     log.eq("next_id", alloc(0, parent, 99, st, 4, ptr)?, parent + 1)
+}
+
+/// One `IOMMU_VFIO_IOAS`: the result and the `ioas_id` the kernel left.
+fn vfio_ioas_raw(
+    ictx: &Iommufd<Fd>,
+    ioas: u32,
+    op: u16,
+    reserved: u16,
+) -> (vtd_iommufd::Result<i32>, u32) {
+    // struct iommu_vfio_ioas: size, ioas_id, op, __reserved.
+    let mut buf = [
+        12 | (ioas as u64) << 32,
+        op as u64 | (reserved as u64) << 16,
+    ];
+    let r = raw(ictx, IOMMU_VFIO_IOAS, &mut buf);
+    (r, (buf[0] >> 32) as u32)
+}
+
+/// IOMMU_VFIO_IOAS: GET is ENODEV until SET names an IOAS (ENOENT for a missing id, 0 or
+/// a HWPT), then answers its id; CLEAR forgets it, as does destroying that IOAS, which the
+/// setting does not hold; an unknown op or `__reserved` is EOPNOTSUPP.
+fn vfio_ioas_get_set_clear(t: &dyn Target, log: &mut Log) -> Outcome {
+    let (ictx, ioas, mock) = with_mock(t, log)?;
+    let (get, set, clear) = (0u16, 1u16, 2u16);
+    log.errno(
+        "get_unset",
+        vfio_ioas_raw(&ictx, 0, get, 0).0,
+        Errno::ENODEV,
+    )?;
+    log.errno(
+        "set_missing",
+        vfio_ioas_raw(&ictx, 99, set, 0).0,
+        Errno::ENOENT,
+    )?;
+    log.errno("set_0", vfio_ioas_raw(&ictx, 0, set, 0).0, Errno::ENOENT)?;
+    log.errno(
+        "set_hwpt",
+        vfio_ioas_raw(&ictx, mock.hwpt_id, set, 0).0,
+        Errno::ENOENT,
+    )?;
+    log.ok("set", vfio_ioas_raw(&ictx, ioas, set, 0).0)?;
+    let (r, id) = vfio_ioas_raw(&ictx, 0, get, 0);
+    log.ok("get", r)?;
+    log.eq("get_id", id, ioas)?;
+    log.errno(
+        "op_3",
+        vfio_ioas_raw(&ictx, ioas, 3, 0).0,
+        Errno::EOPNOTSUPP,
+    )?;
+    log.errno(
+        "reserved",
+        vfio_ioas_raw(&ictx, 0, get, 1).0,
+        Errno::EOPNOTSUPP,
+    )?;
+    log.ok("clear", vfio_ioas_raw(&ictx, 0, clear, 0).0)?;
+    log.errno(
+        "get_cleared",
+        vfio_ioas_raw(&ictx, 0, get, 0).0,
+        Errno::ENODEV,
+    )?;
+    log.ok("clear_twice", vfio_ioas_raw(&ictx, 0, clear, 0).0)?;
+    let other = log.ok("other_ioas", ictx.ioas_alloc())?;
+    log.ok("set_other", vfio_ioas_raw(&ictx, other, set, 0).0)?;
+    log.ok("destroy_other", ictx.destroy(other))?;
+    log.errno(
+        "get_destroyed",
+        vfio_ioas_raw(&ictx, 0, get, 0).0,
+        Errno::ENODEV,
+    )
+}
+
+/// One `IOMMU_IOAS_IOVA_RANGES` into `out` (or a null array with `null`): the result,
+/// `num_iovas` and `out_iova_alignment` as the kernel left them.
+fn iova_ranges_raw(
+    ictx: &Iommufd<Fd>,
+    ioas: u32,
+    out: &mut [[u64; 2]],
+    null: bool,
+    reserved: u32,
+) -> (vtd_iommufd::Result<i32>, u32, u64) {
+    let ptr = if null { 0 } else { out.as_mut_ptr() as u64 };
+    // struct iommu_ioas_iova_ranges: size, ioas_id, num_iovas, __reserved,
+    // allowed_iovas, out_iova_alignment.
+    let mut buf = [
+        32 | (ioas as u64) << 32,
+        out.len() as u64 | (reserved as u64) << 32,
+        ptr,
+        0,
+    ];
+    // SAFETY: the kernel reads and writes back the 32-byte struct in `buf` and writes at
+    // most `out.len()` ranges to `ptr`, which is `out` (live across the call) or null.
+    let r = unsafe {
+        ictx.fd()
+            .ioctl(IOMMU_IOAS_IOVA_RANGES, buf.as_mut_ptr().cast())
+    };
+    let r = r.map_err(|errno| Error::Ioctl {
+        call: vtd_iommufd::Call::IoasIovaRanges,
+        errno,
+    });
+    (r, buf[1] as u32, buf[3])
+}
+
+/// IOAS_IOVA_RANGES lists the holes between reserved ranges: with room it writes them
+/// and the count; with too little room it writes what fits and answers EMSGSIZE with the
+/// count needed; a null array with room claimed is EFAULT; `__reserved` is EOPNOTSUPP
+/// and a missing IOAS ENOENT. Allowed ranges do not narrow the answer.
+fn ioas_iova_ranges_list_holes(t: &dyn Target, log: &mut Log) -> Outcome {
+    let ictx = t.iommufd()?;
+    let ioas = log.ok("ioas", ictx.ioas_alloc())?;
+    log.ok(
+        "add_reserved",
+        ictx.test_add_reserved(ioas, 0x10_0000, 0x10_0000),
+    )?;
+    let fill = [0xAAAA_AAAA_AAAA_AAAAu64; 2];
+    let want = format!("{:x?}", [[0, 0xf_ffff], [0x20_0000, u64::MAX]]);
+    let mut out = [fill; 3];
+    let (r, num, align) = iova_ranges_raw(&ictx, ioas, &mut out, false, 0);
+    log.ok("room_3", r)?;
+    log.eq("num_3", num, 2)?;
+    log.eq("align", align, 1)?;
+    log.eq("ranges", format!("{:x?}", &out[..2]), want.clone())?;
+    log.eq("third_untouched", out[2] == fill, true)?;
+    let mut one = [fill; 1];
+    let (r, num, _) = iova_ranges_raw(&ictx, ioas, &mut one, false, 0);
+    log.errno("room_1", r, Errno::EMSGSIZE)?;
+    log.eq("num_1", num, 2)?;
+    log.eq(
+        "first_written",
+        format!("{:x?}", one[0]),
+        format!("{:x?}", [0, 0xf_ffff]),
+    )?;
+    log.errno(
+        "null_room_1",
+        iova_ranges_raw(&ictx, ioas, &mut one, true, 0).0,
+        Errno::EFAULT,
+    )?;
+    log.errno(
+        "reserved",
+        iova_ranges_raw(&ictx, ioas, &mut out, false, 1).0,
+        Errno::EOPNOTSUPP,
+    )?;
+    log.errno(
+        "missing",
+        iova_ranges_raw(&ictx, 99, &mut out, false, 0).0,
+        Errno::ENOENT,
+    )?;
+    log.ok(
+        "allow",
+        ictx.ioas_allow_iovas(ioas, &[(1 << 30, (1 << 31) - 1)]),
+    )?;
+    let mut out = [fill; 3];
+    let (r, num, _) = iova_ranges_raw(&ictx, ioas, &mut out, false, 0);
+    log.ok("after_allow", r)?;
+    log.eq("num_after_allow", num, 2)?;
+    log.eq("ranges_after_allow", format!("{:x?}", &out[..2]), want)
+}
+
+/// One `IOMMU_IOAS_ALLOW_IOVAS` of `ranges` (or a null array claiming `ranges.len()`).
+fn allow_raw(
+    ictx: &Iommufd<Fd>,
+    ioas: u32,
+    ranges: &[[u64; 2]],
+    null: bool,
+    reserved: u32,
+) -> vtd_iommufd::Result<i32> {
+    let ptr = if null { 0 } else { ranges.as_ptr() as u64 };
+    let mut buf = [
+        24 | (ioas as u64) << 32,
+        ranges.len() as u64 | (reserved as u64) << 32,
+        ptr,
+    ];
+    // SAFETY: the kernel reads the 24-byte struct in `buf` and at most `ranges.len()`
+    // ranges from `ptr`, which is `ranges` (live across the call) or null.
+    let r = unsafe {
+        ictx.fd()
+            .ioctl(IOMMU_IOAS_ALLOW_IOVAS, buf.as_mut_ptr().cast())
+    };
+    r.map_err(|errno| Error::Ioctl {
+        call: vtd_iommufd::Call::IoasAllowIovas,
+        errno,
+    })
+}
+
+/// IOAS_ALLOW_IOVAS: `__reserved` is EOPNOTSUPP and a missing IOAS ENOENT before the
+/// array is read; a null array is EFAULT; a range whose start is not below its last (one
+/// byte, or reversed) or that overlaps another in the list is EINVAL, adjacent ones are
+/// fine. Allowed ranges bind only automatic IOVAs (too small a range is ENOSPC), not a
+/// FIXED_IOVA map outside them; an empty list lifts the restriction.
+fn ioas_allow_iovas_rules(t: &dyn Target, log: &mut Log) -> Outcome {
+    let a = buffer(0x4000)?;
+    let ictx = t.iommufd()?;
+    let ioas = log.ok("ioas", ictx.ioas_alloc())?;
+    let g = 1u64 << 30;
+    let ok = [[g, g + 0x1fff]];
+    log.errno(
+        "reserved",
+        allow_raw(&ictx, 99, &ok, true, 1),
+        Errno::EOPNOTSUPP,
+    )?;
+    log.errno("missing", allow_raw(&ictx, 99, &ok, true, 0), Errno::ENOENT)?;
+    log.errno("null", allow_raw(&ictx, ioas, &ok, true, 0), Errno::EFAULT)?;
+    log.errno(
+        "one_byte",
+        allow_raw(&ictx, ioas, &[[g, g]], false, 0),
+        Errno::EINVAL,
+    )?;
+    log.errno(
+        "reversed",
+        allow_raw(&ictx, ioas, &[[g + 1, g]], false, 0),
+        Errno::EINVAL,
+    )?;
+    log.errno(
+        "overlapping",
+        allow_raw(
+            &ictx,
+            ioas,
+            &[[g, g + 0xfff], [g + 0xfff, g + 0x1fff]],
+            false,
+            0,
+        ),
+        Errno::EINVAL,
+    )?;
+    log.ok(
+        "adjacent",
+        allow_raw(
+            &ictx,
+            ioas,
+            &[[g, g + 0xfff], [g + 0x1000, g + 0x1fff]],
+            false,
+            0,
+        ),
+    )?;
+    log.errno("auto_too_big", map_auto(&ictx, ioas, &a), Errno::ENOSPC)?;
+    log.eq(
+        "fixed_outside",
+        format!("{:#x}", map_fixed(&ictx, ioas, &a, 0x10_0000)?),
+        "0x100000".into(),
+    )?;
+    log.ok("allow_none", allow_raw(&ictx, ioas, &[], false, 0))?;
+    let auto = log.ok("auto_unrestricted", map_auto(&ictx, ioas, &a))?;
+    log.check("auto_outside_old_range", !(g..g + 0x2000).contains(&auto))?;
+    log.eq("unmap_all", ictx.ioas_unmap_all(ioas)?, 0x8000)
+}
+
+/// One `IOMMU_IOAS_COPY` with every field chosen.
+fn copy_raw(
+    ictx: &Iommufd<Fd>,
+    flags: u32,
+    dst: u32,
+    src: u32,
+    length: u64,
+    dst_iova: u64,
+    src_iova: u64,
+) -> vtd_iommufd::Result<i32> {
+    let mut buf = [
+        40 | (flags as u64) << 32,
+        dst as u64 | (src as u64) << 32,
+        length,
+        dst_iova,
+        src_iova,
+    ];
+    raw(ictx, IOMMU_IOAS_COPY, &mut buf)
+}
+
+/// IOAS_COPY's checks, in order: unknown flags EOPNOTSUPP, a length or IOVA of u64::MAX
+/// EOVERFLOW, no access flag EINVAL (all before any lookup); then the source IOAS
+/// (ENOENT), its range (zero length EINVAL, wrapping EOVERFLOW, not wholly mapped
+/// ENOENT), then the destination IOAS (ENOENT). A copy inside one IOAS works.
+fn ioas_copy_argument_checks(t: &dyn Target, log: &mut Log) -> Outcome {
+    let a = buffer(0x4000)?;
+    let ictx = t.iommufd()?;
+    let src = log.ok("src", ictx.ioas_alloc())?;
+    log.ok("map_src", map_fixed(&ictx, src, &a, 0x10_0000))?;
+    let rw = (MapFlags::READABLE | MapFlags::WRITEABLE).bits();
+    let fixed = MapFlags::FIXED_IOVA.bits() | rw;
+    let m = u64::MAX;
+    for (label, flags, dst, from, length, dst_iova, src_iova, want) in [
+        (
+            "flag_bit3",
+            rw | 1 << 3,
+            99,
+            99,
+            0x1000,
+            0,
+            0,
+            Errno::EOPNOTSUPP,
+        ),
+        ("length_max", rw, 99, 99, m, 0, 0, Errno::EOVERFLOW),
+        ("src_iova_max", rw, 99, 99, 0x1000, 0, m, Errno::EOVERFLOW),
+        ("dst_iova_max", rw, 99, 99, 0x1000, m, 0, Errno::EOVERFLOW),
+        ("no_prot", 0, 99, 99, 0x1000, 0, 0, Errno::EINVAL),
+        ("no_src_len0", rw, 99, 99, 0, 0, 0x10_0000, Errno::ENOENT),
+        ("len0", rw, 99, src, 0, 0, 0x10_0000, Errno::EINVAL),
+        (
+            "src_wraps",
+            rw,
+            99,
+            src,
+            0x2000,
+            0,
+            m - 0xfff,
+            Errno::EOVERFLOW,
+        ),
+        (
+            "past_area",
+            rw,
+            99,
+            src,
+            0x4000,
+            0,
+            0x10_2000,
+            Errno::ENOENT,
+        ),
+        ("no_dst", rw, 99, src, 0x4000, 0, 0x10_0000, Errno::ENOENT),
+        (
+            "dst_over_area",
+            fixed,
+            src,
+            src,
+            0x1000,
+            0x10_3000,
+            0x10_0000,
+            Errno::EEXIST,
+        ),
+    ] {
+        log.errno(
+            label,
+            copy_raw(&ictx, flags, dst, from, length, dst_iova, src_iova),
+            want,
+        )?;
+    }
+    log.ok(
+        "same_ioas",
+        copy_raw(&ictx, fixed, src, src, 0x2000, 0x20_0000, 0x10_1000),
+    )?;
+    log.eq(
+        "unmap_copy",
+        ictx.ioas_unmap(src, 0x20_0000, 0x2000)?,
+        0x2000,
+    )
+}
+
+/// IOMMU_FAULT_QUEUE_ALLOC with any flag set is EOPNOTSUPP and creates nothing.
+fn fault_queue_alloc_flags_are_refused(t: &dyn Target, log: &mut Log) -> Outcome {
+    let ictx = t.iommufd()?;
+    for (label, flags) in [("flag_0", 1u64), ("flag_31", 1 << 31)] {
+        // struct iommu_fault_alloc: size, flags, out_fault_id, out_fault_fd.
+        let mut buf = [16 | flags << 32, u64::MAX];
+        log.errno(
+            label,
+            raw(&ictx, IOMMU_FAULT_QUEUE_ALLOC, &mut buf),
+            Errno::EOPNOTSUPP,
+        )?;
+        log.eq(&format!("{label}_out_untouched"), buf[1], u64::MAX)?;
+    }
+    log.eq("next_id", ictx.ioas_alloc()?, 1)
 }
