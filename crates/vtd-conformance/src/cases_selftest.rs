@@ -193,6 +193,14 @@ pub(crate) static CASES: &[Case] = &[
         name: "fault.queue_alloc_flags_are_refused",
         run: fault_queue_alloc_flags_are_refused,
     },
+    Case {
+        name: "ioas.map_without_domain_pins_at_attach",
+        run: ioas_map_without_domain_pins_at_attach,
+    },
+    Case {
+        name: "ioas.map_writeable_needs_writable_memory",
+        run: ioas_map_writeable_needs_writable_memory,
+    },
 ];
 
 const MIB: u64 = 1 << 20;
@@ -2322,4 +2330,91 @@ fn fault_queue_alloc_flags_are_refused(t: &dyn Target, log: &mut Log) -> Outcome
         log.eq(&format!("{label}_out_untouched"), buf[1], u64::MAX)?;
     }
     log.eq("next_id", ictx.ioas_alloc()?, 1)
+}
+
+/// A user address no process maps: below mmap_min_addr.
+const UNMAPPED_VA: u64 = 0x1000;
+
+/// IOAS_MAP into an IOAS without a domain only records the range: an address nothing maps
+/// is accepted. A mock domain's attach then refuses an area outside its aperture first
+/// (EADDRINUSE); inside it, the pages are pinned as the domain arrives, so the attach is
+/// EFAULT and undone (its ids are free again); once the range is unmapped it works.
+fn ioas_map_without_domain_pins_at_attach(t: &dyn Target, log: &mut Log) -> Outcome {
+    let ictx = t.iommufd()?;
+    let ioas = log.ok("ioas", ictx.ioas_alloc())?;
+    let rw = (MapFlags::READABLE | MapFlags::WRITEABLE | MapFlags::FIXED_IOVA).bits();
+    let at = MOCK_APERTURE_START;
+    log.ok(
+        "map_below_aperture",
+        map_raw(&ictx, rw, ioas, 0, UNMAPPED_VA, 0x1000, 0x10_0000),
+    )?;
+    log.errno(
+        "mock_below_aperture",
+        ictx.test_mock_domain(ioas),
+        Errno::EADDRINUSE,
+    )?;
+    log.eq(
+        "unmap_below",
+        ictx.ioas_unmap(ioas, 0x10_0000, 0x1000)?,
+        0x1000,
+    )?;
+    log.eq(
+        "map_unmapped_va",
+        format!(
+            "{:#x}",
+            map_raw(&ictx, rw, ioas, 0, UNMAPPED_VA, 0x1000, at)?
+        ),
+        format!("{at:#x}"),
+    )?;
+    log.errno("mock_domain", ictx.test_mock_domain(ioas), Errno::EFAULT)?;
+    log.eq("next_id", ictx.ioas_alloc()?, 2)?;
+    log.ok("destroy_2", ictx.destroy(2))?;
+    log.eq("unmap", ictx.ioas_unmap(ioas, at, 0x1000)?, 0x1000)?;
+    let mock = log.ok("mock_domain_empty", ictx.test_mock_domain(ioas))?;
+    log.note(
+        "ids",
+        format!("{},{},{}", mock.stdev_id, mock.idev_id, mock.hwpt_id),
+    );
+    log.errno(
+        "map_unmapped_va_with_domain",
+        map_raw(&ictx, rw, ioas, 0, UNMAPPED_VA, 0x1000, at),
+        Errno::EFAULT,
+    )?;
+    log.eq("nothing_mapped", ictx.ioas_unmap_all(ioas)?, 0)
+}
+
+/// WRITEABLE pins with write access: read-only memory maps READABLE-only into a domain,
+/// is EFAULT with WRITEABLE when a domain is attached, and without a domain is accepted
+/// and then fails the domain's attach (EFAULT).
+fn ioas_map_writeable_needs_writable_memory(t: &dyn Target, log: &mut Log) -> Outcome {
+    let ro = buffer(0x4000)?;
+    for page in 0..4 {
+        ro.set(page * 4096, 1);
+    }
+    // SAFETY: `ro` is this buffer's own mapping; making it read-only affects nothing else,
+    // and it is only read (by the kernel) from here on, then unmapped on drop.
+    let rc = unsafe { libc::mprotect(ro.as_ptr() as *mut libc::c_void, ro.len(), libc::PROT_READ) };
+    if rc != 0 {
+        return Err(Failure(format!("mprotect: {}", Errno::last())));
+    }
+    let (ictx, ioas, _mock) = with_mock(t, log)?;
+    let va = ro.as_ptr() as u64;
+    let fixed = MapFlags::FIXED_IOVA;
+    let r = fixed | MapFlags::READABLE;
+    let rw = r | MapFlags::WRITEABLE;
+    let at = MOCK_APERTURE_START;
+    log.errno(
+        "map_rw",
+        map_raw(&ictx, rw.bits(), ioas, 0, va, 0x4000, at),
+        Errno::EFAULT,
+    )?;
+    log.ok("map_r", map_raw(&ictx, r.bits(), ioas, 0, va, 0x4000, at))?;
+    let bare = log.ok("bare_ioas", ictx.ioas_alloc())?;
+    log.ok(
+        "map_rw_bare",
+        map_raw(&ictx, rw.bits(), bare, 0, va, 0x4000, at),
+    )?;
+    log.errno("mock_on_bare", ictx.test_mock_domain(bare), Errno::EFAULT)?;
+    log.eq("unmap_bare", ictx.ioas_unmap_all(bare)?, 0x4000)?;
+    log.eq("unmap_r", ictx.ioas_unmap_all(ioas)?, 0x4000)
 }
