@@ -62,6 +62,14 @@ pub(crate) static CASES: &[Case] = &[
         name: "probe.reports_no_nesting_and_undoes_its_objects",
         run: probe_reports_no_nesting,
     },
+    Case {
+        name: "dirty.paging_hwpt_has_no_dirty_ops",
+        run: dirty_paging_hwpt_has_no_dirty_ops,
+    },
+    Case {
+        name: "ioas.map_respects_the_vtd_reserved_ranges",
+        run: ioas_map_respects_the_vtd_reserved_ranges,
+    },
 ];
 
 /// A fresh iommufd with the edu device bound to it.
@@ -500,5 +508,72 @@ fn viommu_stage2_carries_dma(t: &dyn Target, log: &mut Log) -> Outcome {
     mem.read(rom, &mut got)
         .map_err(|e| Failure(format!("guest read: {e}")))?;
     log.eq("rom_untouched", got == rom_before, true)?;
+    log.ok("detach", dev.detach_pt())
+}
+
+/// A VT-d paging HWPT allocated without DIRTY_TRACKING has no dirty ops: setting tracking
+/// and reading a bitmap are EOPNOTSUPP, the bitmap only after its range checks (an IOVA
+/// off the 4 KiB alignment is EINVAL first).
+fn dirty_paging_hwpt_has_no_dirty_ops(t: &dyn Target, log: &mut Log) -> Outcome {
+    let (ictx, dev, devid) = bound(t, log)?;
+    let ioas = log.ok("ioas", ictx.ioas_alloc())?;
+    let hwpt = log.ok(
+        "hwpt",
+        ictx.hwpt_alloc_paging(devid, ioas, HwptAllocFlags::empty()),
+    )?;
+    log.eq("attach", dev.attach_pt(hwpt)?, hwpt)?;
+    log.errno(
+        "set_tracking",
+        ictx.hwpt_set_dirty_tracking(hwpt, true),
+        Errno::EOPNOTSUPP,
+    )?;
+    log.errno(
+        "bitmap_unaligned",
+        ictx.hwpt_get_dirty_bitmap(hwpt, 0x10_0800, 0x1000, 0x800, false),
+        Errno::EINVAL,
+    )?;
+    log.errno(
+        "bitmap",
+        ictx.hwpt_get_dirty_bitmap(hwpt, 0x10_0000, 0x1000, 0x1000, false),
+        Errno::EOPNOTSUPP,
+    )?;
+    log.ok("detach", dev.detach_pt())
+}
+
+/// With the edu device attached, the IOAS takes the VT-d domain's limits: a FIXED_IOVA map
+/// into the interrupt window (0xfee00000..0xfeefffff) or past the 48-bit aperture is
+/// EINVAL, one just after the window works, and a 2 KiB IOVA breaks the 4 KiB alignment.
+fn ioas_map_respects_the_vtd_reserved_ranges(t: &dyn Target, log: &mut Log) -> Outcome {
+    let buf = Buffer::new(0x2000).map_err(|e| Failure(format!("mmap: {e}")))?;
+    let (ictx, dev, devid) = bound(t, log)?;
+    let ioas = log.ok("ioas", ictx.ioas_alloc())?;
+    let hwpt = log.ok(
+        "hwpt",
+        ictx.hwpt_alloc_paging(devid, ioas, HwptAllocFlags::empty()),
+    )?;
+    log.eq("attach", dev.attach_pt(hwpt)?, hwpt)?;
+    let map = |iova: u64| {
+        // SAFETY: `buf` outlives the iommufd (declared before it), so the range stays
+        // mapped while it is in the IOAS.
+        unsafe {
+            ictx.ioas_map(
+                ioas,
+                buf.as_ptr(),
+                buf.len() as u64,
+                Some(iova),
+                MapFlags::READABLE | MapFlags::WRITEABLE,
+            )
+        }
+    };
+    log.errno("in_msi_window", map(0xfee0_0000), Errno::EINVAL)?;
+    log.errno("straddling_window", map(0xfedf_f000), Errno::EINVAL)?;
+    log.errno("past_aperture", map(1 << 48), Errno::EINVAL)?;
+    log.errno("iova_2k", map(0x10_0800), Errno::EINVAL)?;
+    log.eq(
+        "after_window",
+        format!("{:#x}", map(0xfef0_0000)?),
+        "0xfef00000".into(),
+    )?;
+    log.eq("unmap_all", ictx.ioas_unmap_all(ioas)?, 0x2000)?;
     log.ok("detach", dev.detach_pt())
 }
