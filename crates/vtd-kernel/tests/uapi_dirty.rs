@@ -313,6 +313,31 @@ fn get_dirty_bitmap_hides_internal_failures() {
     );
 }
 
+#[test]
+fn get_dirty_bitmap_reads_and_clears_the_areas_before_a_gap() {
+    // 6.12 walks the areas that follow each other from the start of the range and only
+    // then finds the gap (unreported): their pages are reported and cleared. A range that
+    // starts in a gap walks nothing.
+    let t = tracked();
+    set_tracking(&t.env, t.hwpt, true).expect("IOMMU_HWPT_SET_DIRTY_TRACKING");
+    let expected = every_other_page_dirty(&t);
+    let before = BASE - PAGES * PAGE;
+    let (bits, _) = read_bits(&t.env, t.hwpt, before, 2 * PAGES * PAGE, false, 0);
+    assert!(bits.iter().all(|b| !b), "a leading gap: nothing walked");
+    let (bits, _) = read_bits(&t.env, t.hwpt, BASE, 2 * PAGES * PAGE, false, 0);
+    assert_eq!(
+        bits[..PAGES as usize],
+        expected[..],
+        "the area before the gap"
+    );
+    assert!(bits[PAGES as usize..].iter().all(|b| !b), "the gap");
+    let (bits, _) = read_bits(&t.env, t.hwpt, BASE, PAGES * PAGE, false, 0);
+    assert!(
+        bits.iter().all(|b| !b),
+        "the first read cleared what it reported"
+    );
+}
+
 // ---------------------------------------------------------------------------------------
 // T9: bitmaps from real DMA.
 

@@ -334,18 +334,17 @@ impl Ictx {
             data: cmd.data,
         };
         let mut gather = Gather::default();
-        if let Ok(ranges) = ioas.chain_ranges(cmd.iova, last) {
-            for (s, l) in ranges {
-                let r =
-                    driver.read_and_clear_dirty(dom, s, l - s + 1, keep, true, &mut |iova, len| {
-                        bitmap.set(iova, len);
-                        if !keep {
-                            gather.add(iova, len);
-                        }
-                    });
-                if r.is_err() {
-                    break;
+        // The areas before a gap are read (and cleared) before the gap is found; like
+        // 6.12, the gap itself is not reported.
+        for (s, l) in ioas.contig_ranges(cmd.iova, last) {
+            let r = driver.read_and_clear_dirty(dom, s, l - s + 1, keep, true, &mut |iova, len| {
+                bitmap.set(iova, len);
+                if !keep {
+                    gather.add(iova, len);
                 }
+            });
+            if r.is_err() {
+                break;
             }
         }
         if !keep {

@@ -513,13 +513,24 @@ impl Ioas {
         Err(Errno::ENOENT)
     }
 
-    /// The ranges `[start, last]` of the chain from `iova` to `last`, for dirty reads.
-    pub(crate) fn chain_ranges(&self, iova: u64, last: u64) -> Result<Vec<(u64, u64)>, Errno> {
-        Ok(self
-            .chain(iova, last)?
-            .into_iter()
-            .map(|(_, s, l)| (s, l))
-            .collect())
+    /// The ranges `[start, last]` of the areas that follow each other without a gap from
+    /// `iova` towards `last`, up to the first gap (`iopt_for_each_contig_area`): what a
+    /// dirty read walks before it finds out the range is not wholly mapped.
+    pub(crate) fn contig_ranges(&self, iova: u64, last: u64) -> Vec<(u64, u64)> {
+        let mut out = Vec::new();
+        let mut at = iova;
+        for area in self.areas_in(iova, last) {
+            if area.iova > at {
+                break;
+            }
+            let end = area.last.min(last);
+            out.push((at, end));
+            if end == last {
+                break;
+            }
+            at = end + 1;
+        }
+        out
     }
 
     /// Every area as `(iova, len)`, lowest first.
