@@ -201,6 +201,14 @@ pub(crate) static CASES: &[Case] = &[
         name: "ioas.map_writeable_needs_writable_memory",
         run: ioas_map_writeable_needs_writable_memory,
     },
+    Case {
+        name: "dirty.walk_failures_are_not_reported",
+        run: dirty_walk_failures_are_not_reported,
+    },
+    Case {
+        name: "dirty.enable_clears_stale_bits",
+        run: dirty_enable_clears_stale_bits,
+    },
 ];
 
 const MIB: u64 = 1 << 20;
@@ -2417,4 +2425,101 @@ fn ioas_map_writeable_needs_writable_memory(t: &dyn Target, log: &mut Log) -> Ou
     log.errno("mock_on_bare", ictx.test_mock_domain(bare), Errno::EFAULT)?;
     log.eq("unmap_bare", ictx.ioas_unmap_all(bare)?, 0x4000)?;
     log.eq("unmap_r", ictx.ioas_unmap_all(ioas)?, 0x4000)
+}
+
+/// GET_DIRTY_BITMAP in 6.12 does not report failures inside its walk: a null bitmap
+/// pointer succeeds and the dirty state it read and cleared is lost; a range running past
+/// the mapped area succeeds with the mapped part's bits, one starting before it reads
+/// (and clears) nothing; with tracking off it succeeds and reports nothing.
+fn dirty_walk_failures_are_not_reported(t: &dyn Target, log: &mut Log) -> Outcome {
+    let a = buffer(0x4000)?;
+    let bitmap = buffer(0x1000)?;
+    let (ictx, _ioas, _mock, hwpt) = with_dirty(t, log, &a)?;
+    let at = MOCK_APERTURE_START;
+    let read_iova = |iova: u64, length: u64, data: u64| {
+        let mut buf = [48 | (hwpt as u64) << 32, 0, iova, length, 2048, data];
+        // SAFETY: the kernel reads the 48-byte struct in `buf` and writes at most
+        // length / 2048 bits to `data`, which is null or `bitmap` (0x1000 bytes, live
+        // across the call) for the lengths used here.
+        let r = unsafe {
+            ictx.fd()
+                .ioctl(IOMMU_HWPT_GET_DIRTY_BITMAP, buf.as_mut_ptr().cast())
+        };
+        r.map(|_| ()).map_err(|errno| Error::Ioctl {
+            call: vtd_iommufd::Call::HwptGetDirtyBitmap,
+            errno,
+        })
+    };
+    let read = |length: u64, data: u64| read_iova(at, length, data);
+    let read_at = |iova: u64, length: u64| read_iova(iova, length, bitmap.as_ptr() as u64);
+    log.eq(
+        "marked",
+        ictx.test_dirty(hwpt, at, 0x4000, 2048, &[0b1000_0001])?,
+        2,
+    )?;
+    log.ok("read_null", read(0x4000, 0))?;
+    log.ok("read_after_null", read(0x4000, bitmap.as_ptr() as u64))?;
+    log.eq("bits_after_null", bitmap.get(0), 0)?;
+    log.eq(
+        "marked_again",
+        ictx.test_dirty(hwpt, at, 0x4000, 2048, &[0b1000_0011])?,
+        3,
+    )?;
+    log.ok("read_past_area", read(0x8000, bitmap.as_ptr() as u64))?;
+    log.eq(
+        "bits_past_area",
+        format!("{:#b},{:#b}", bitmap.get(0), bitmap.get(1)),
+        "0b10000011,0b0".into(),
+    )?;
+    bitmap.set(0, 0);
+    log.eq(
+        "marked_third",
+        ictx.test_dirty(hwpt, at, 0x4000, 2048, &[0b100])?,
+        1,
+    )?;
+    log.ok("read_leading_gap", read_at(at - 0x4000, 0x8000))?;
+    log.eq(
+        "bits_leading_gap",
+        format!("{:#b},{:#b}", bitmap.get(0), bitmap.get(1)),
+        "0b0,0b0".into(),
+    )?;
+    let bits = log.ok(
+        "read_kept",
+        ictx.hwpt_get_dirty_bitmap(hwpt, at, 0x4000, 2048, false),
+    )?;
+    log.eq("bits_kept", format!("{:#b}", bits[0]), "0b100".into())?;
+    log.ok("disable", ictx.hwpt_set_dirty_tracking(hwpt, false))?;
+    log.ok("read_not_tracking", read(0x4000, bitmap.as_ptr() as u64))?;
+    log.eq("bits_not_tracking", bitmap.get(0), 0)
+}
+
+/// Turning dirty tracking on clears the dirty state left from before, so the first read
+/// after it reports only what was written since.
+fn dirty_enable_clears_stale_bits(t: &dyn Target, log: &mut Log) -> Outcome {
+    let a = buffer(0x4000)?;
+    let (ictx, _ioas, _mock, hwpt) = with_dirty(t, log, &a)?;
+    let at = MOCK_APERTURE_START;
+    log.eq(
+        "marked",
+        ictx.test_dirty(hwpt, at, 0x4000, 2048, &[0b1111])?,
+        4,
+    )?;
+    log.ok("disable", ictx.hwpt_set_dirty_tracking(hwpt, false))?;
+    log.ok("enable", ictx.hwpt_set_dirty_tracking(hwpt, true))?;
+    let bits = log.ok(
+        "read",
+        ictx.hwpt_get_dirty_bitmap(hwpt, at, 0x4000, 2048, false),
+    )?;
+    log.eq("bitmap", bits[0], 0)?;
+    log.eq(
+        "marked_new",
+        ictx.test_dirty(hwpt, at, 0x4000, 2048, &[0b1_0000])?,
+        1,
+    )?;
+    log.ok("enable_again", ictx.hwpt_set_dirty_tracking(hwpt, true))?;
+    let bits = log.ok(
+        "read_new",
+        ictx.hwpt_get_dirty_bitmap(hwpt, at, 0x4000, 2048, false),
+    )?;
+    log.eq("bitmap_new", bits[0], 0)
 }
