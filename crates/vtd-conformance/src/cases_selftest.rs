@@ -209,6 +209,14 @@ pub(crate) static CASES: &[Case] = &[
         name: "dirty.enable_clears_stale_bits",
         run: dirty_enable_clears_stale_bits,
     },
+    Case {
+        name: "hw_info.bad_arguments_are_refused",
+        run: hw_info_bad_arguments_are_refused,
+    },
+    Case {
+        name: "ioas.auto_iova_limits",
+        run: ioas_auto_iova_limits,
+    },
 ];
 
 const MIB: u64 = 1 << 20;
@@ -2522,4 +2530,116 @@ fn dirty_enable_clears_stale_bits(t: &dyn Target, log: &mut Log) -> Outcome {
         ictx.hwpt_get_dirty_bitmap(hwpt, at, 0x4000, 2048, false),
     )?;
     log.eq("bitmap_new", bits[0], 0)
+}
+
+/// One `IOMMU_GET_HW_INFO` with every input field chosen: the result and `data_len` as the
+/// kernel left it.
+fn hw_info_raw(
+    ictx: &Iommufd<Fd>,
+    flags: u32,
+    dev: u32,
+    data_len: u32,
+    data: u64,
+    reserved: [u8; 3],
+) -> (vtd_iommufd::Result<i32>, u32) {
+    let reserved = u64::from_le_bytes([0, 0, 0, 0, 0, reserved[0], reserved[1], reserved[2]]);
+    // struct iommu_hw_info: size, flags, dev_id, data_len, data_uptr, out_data_type,
+    // out_max_pasid_log2, __reserved[3], out_capabilities.
+    let mut buf = [
+        40 | (flags as u64) << 32,
+        dev as u64 | (data_len as u64) << 32,
+        data,
+        reserved,
+        0,
+    ];
+    // SAFETY: the kernel reads and writes back the 40-byte struct in `buf` and writes at
+    // most `data_len` bytes to `data`, which the callers pass as null or as a buffer of
+    // at least `data_len` bytes that lives across the call.
+    let r = unsafe { ictx.fd().ioctl(IOMMU_GET_HW_INFO, buf.as_mut_ptr().cast()) };
+    let r = r.map_err(|errno| Error::Ioctl {
+        call: vtd_iommufd::Call::GetHwInfo,
+        errno,
+    });
+    (r, (buf[1] >> 32) as u32)
+}
+
+/// GET_HW_INFO refuses flags and each `__reserved` byte (EOPNOTSUPP) before the device
+/// lookup (ENOENT); a null data pointer is EFAULT when data_len asks for bytes and fine
+/// when it is 0, which still answers the length the driver has.
+fn hw_info_bad_arguments_are_refused(t: &dyn Target, log: &mut Log) -> Outcome {
+    let (ictx, _ioas, mock) = with_mock(t, log)?;
+    let dev = mock.idev_id;
+    let mut data = [0u8; 8];
+    let ptr = data.as_mut_ptr() as u64;
+    for (label, flags, id, len, uptr, reserved, want) in [
+        ("flags", 1, 99, 8, ptr, [0, 0, 0], Errno::EOPNOTSUPP),
+        (
+            "flags_high",
+            1 << 31,
+            dev,
+            8,
+            ptr,
+            [0, 0, 0],
+            Errno::EOPNOTSUPP,
+        ),
+        ("reserved_0", 0, 99, 8, ptr, [1, 0, 0], Errno::EOPNOTSUPP),
+        ("reserved_1", 0, dev, 8, ptr, [0, 1, 0], Errno::EOPNOTSUPP),
+        (
+            "reserved_2",
+            0,
+            dev,
+            8,
+            ptr,
+            [0, 0, 0x80],
+            Errno::EOPNOTSUPP,
+        ),
+        ("no_device", 0, 99, 8, ptr, [0, 0, 0], Errno::ENOENT),
+        ("null_data", 0, dev, 8, 0, [0, 0, 0], Errno::EFAULT),
+    ] {
+        let (r, _) = hw_info_raw(&ictx, flags, id, len, uptr, reserved);
+        log.errno(label, r, want)?;
+    }
+    let (r, len) = hw_info_raw(&ictx, 0, dev, 0, 0, [0, 0, 0]);
+    log.ok("null_len0", r)?;
+    log.eq("null_len0_data_len", len, 8)
+}
+
+/// Automatic IOVAs come from the mock domain's aperture (16 MiB .. 2 GiB): a length that
+/// does not fit is ENOSPC and one of 2^63 or more EOVERFLOW, both before any page is
+/// pinned; a FIXED_IOVA range crossing the aperture's end is EINVAL.
+fn ioas_auto_iova_limits(t: &dyn Target, log: &mut Log) -> Outcome {
+    let a = buffer(0x4000)?;
+    let (ictx, ioas, _mock) = with_mock(t, log)?;
+    let va = a.as_ptr() as u64;
+    let rw = (MapFlags::READABLE | MapFlags::WRITEABLE).bits();
+    let fixed = MapFlags::FIXED_IOVA.bits() | rw;
+    let end = MOCK_APERTURE_LAST + 1;
+    for (label, flags, length, iova, want) in [
+        ("auto_4g", rw, 1 << 32, 0, Errno::ENOSPC),
+        ("auto_2g", rw, 1 << 31, 0, Errno::ENOSPC),
+        ("auto_2_63", rw, 1 << 63, 0, Errno::EOVERFLOW),
+        (
+            "fixed_across_end",
+            fixed,
+            0x4000,
+            end - 0x2000,
+            Errno::EINVAL,
+        ),
+        ("fixed_past_end", fixed, 0x4000, end, Errno::EINVAL),
+    ] {
+        log.errno(
+            label,
+            map_raw(&ictx, flags, ioas, 0, va, length, iova),
+            want,
+        )?;
+    }
+    log.eq(
+        "fixed_at_end",
+        format!(
+            "{:#x}",
+            map_raw(&ictx, fixed, ioas, 0, va, 0x4000, end - 0x4000)?
+        ),
+        format!("{:#x}", end - 0x4000),
+    )?;
+    log.eq("unmap_all", ictx.ioas_unmap_all(ioas)?, 0x4000)
 }
