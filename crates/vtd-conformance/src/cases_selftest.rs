@@ -217,6 +217,14 @@ pub(crate) static CASES: &[Case] = &[
         name: "ioas.auto_iova_limits",
         run: ioas_auto_iova_limits,
     },
+    Case {
+        name: "hwpt.alloc_flag_combinations",
+        run: hwpt_alloc_flag_combinations,
+    },
+    Case {
+        name: "ioas.copy_outlives_its_source",
+        run: ioas_copy_outlives_its_source,
+    },
 ];
 
 const MIB: u64 = 1 << 20;
@@ -2642,4 +2650,83 @@ fn ioas_auto_iova_limits(t: &dyn Target, log: &mut Log) -> Outcome {
         format!("{:#x}", end - 0x4000),
     )?;
     log.eq("unmap_all", ictx.ioas_unmap_all(ioas)?, 0x4000)
+}
+
+/// HWPT_ALLOC flag combinations: NEST_PARENT and DIRTY_TRACKING together make a dirty
+/// nest parent that can carry a nested HWPT and enable tracking; a nested HWPT takes no
+/// flag but FAULT_ID_VALID (EOPNOTSUPP for DIRTY_TRACKING or NEST_PARENT), and a paging
+/// one refuses FAULT_ID_VALID with NEST_PARENT too. Refusals release their ids.
+fn hwpt_alloc_flag_combinations(t: &dyn Target, log: &mut Log) -> Outcome {
+    let (ictx, ioas, mock) = with_mock(t, log)?;
+    let dev = mock.idev_id;
+    let np = HwptAllocFlags::NEST_PARENT;
+    let dt = HwptAllocFlags::DIRTY_TRACKING;
+    let fv = HwptAllocFlags::FAULT_ID_VALID;
+    let parent = log.ok("dirty_parent", ictx.hwpt_alloc_paging(dev, ioas, np | dt))?;
+    log.eq("dirty_parent_id", parent, 5)?;
+    log.errno(
+        "paging_np_fv",
+        hwpt_alloc(&ictx, (np | fv).bits(), dev, ioas),
+        Errno::EOPNOTSUPP,
+    )?;
+    let mut data = IOMMU_TEST_IOTLB_DEFAULT;
+    let ptr = &mut data as *mut u32 as u64;
+    let st = IOMMU_HWPT_DATA_SELFTEST;
+    log.errno(
+        "nested_dirty",
+        nested_raw(&ictx, dt.bits(), dev, parent, st, 4, ptr),
+        Errno::EOPNOTSUPP,
+    )?;
+    log.errno(
+        "nested_np_fv",
+        nested_raw(&ictx, (np | fv).bits(), dev, parent, st, 4, ptr),
+        Errno::EOPNOTSUPP,
+    )?;
+    let nested = log.ok("nested", nested_raw(&ictx, 0, dev, parent, st, 4, ptr))?;
+    log.eq("nested_id", nested, 6)?;
+    log.ok("enable_parent", ictx.hwpt_set_dirty_tracking(parent, true))?;
+    log.errno(
+        "enable_nested",
+        ictx.hwpt_set_dirty_tracking(nested, true),
+        Errno::ENOENT,
+    )?;
+    log.ok(
+        "disable_parent",
+        ictx.hwpt_set_dirty_tracking(parent, false),
+    )
+}
+
+/// An IOAS_COPY holds the pages itself: unmapping the source range leaves the copy mapped
+/// in the destination's domain, and unmapping the copy leaves the source.
+fn ioas_copy_outlives_its_source(t: &dyn Target, log: &mut Log) -> Outcome {
+    let a = buffer(0x4000)?;
+    let (ictx, dst, mock) = with_mock(t, log)?;
+    let src = log.ok("src_ioas", ictx.ioas_alloc())?;
+    let src_mock = log.ok("src_mock", ictx.test_mock_domain(src))?;
+    log.ok("map_src", map_fixed(&ictx, src, &a, MOCK_APERTURE_START))?;
+    let rw = MapFlags::READABLE | MapFlags::WRITEABLE;
+    let at = MOCK_APERTURE_START + MIB;
+    log.ok(
+        "copy",
+        ictx.ioas_copy(dst, src, MOCK_APERTURE_START, 0x4000, Some(at), rw),
+    )?;
+    log.eq("unmap_src", ictx.ioas_unmap_all(src)?, 0x4000)?;
+    log.ok(
+        "copy_still_mapped",
+        ictx.test_md_check_map(mock.hwpt_id, at, 0x4000, a.as_ptr()),
+    )?;
+    log.errno(
+        "src_gone",
+        ictx.test_md_check_map(src_mock.hwpt_id, MOCK_APERTURE_START, 0x4000, a.as_ptr()),
+        Errno::EINVAL,
+    )?;
+    log.ok(
+        "map_src_again",
+        map_fixed(&ictx, src, &a, MOCK_APERTURE_START),
+    )?;
+    log.eq("unmap_copy", ictx.ioas_unmap_all(dst)?, 0x4000)?;
+    log.ok(
+        "src_still_mapped",
+        ictx.test_md_check_map(src_mock.hwpt_id, MOCK_APERTURE_START, 0x4000, a.as_ptr()),
+    )
 }
