@@ -225,6 +225,10 @@ pub(crate) static CASES: &[Case] = &[
         name: "ioas.copy_outlives_its_source",
         run: ioas_copy_outlives_its_source,
     },
+    Case {
+        name: "ioas.alignment_rises_only_over_aligned_areas",
+        run: ioas_alignment_rises_only_over_aligned_areas,
+    },
 ];
 
 const MIB: u64 = 1 << 20;
@@ -2729,4 +2733,60 @@ fn ioas_copy_outlives_its_source(t: &dyn Target, log: &mut Log) -> Outcome {
         "src_still_mapped",
         ictx.test_md_check_map(src_mock.hwpt_id, MOCK_APERTURE_START, 0x4000, a.as_ptr()),
     )
+}
+
+/// Without a domain the IOVA alignment is 1 and areas may sit at any byte; raising it
+/// (HUGE_PAGES off, or a mock domain's 2 KiB pages) over an area it does not fit is
+/// EADDRINUSE and leaves things as they were. Over 2 KiB-aligned areas the mock domain
+/// attaches, and when it goes the alignment and the ranges return to the whole space.
+fn ioas_alignment_rises_only_over_aligned_areas(t: &dyn Target, log: &mut Log) -> Outcome {
+    let a = buffer(0x4000)?;
+    let ictx = t.iommufd()?;
+    let ioas = log.ok("ioas", ictx.ioas_alloc())?;
+    let va = a.as_ptr() as u64;
+    let fixed = (MapFlags::FIXED_IOVA | MapFlags::READABLE | MapFlags::WRITEABLE).bits();
+    let at = MOCK_APERTURE_START;
+    log.ok(
+        "map_1k",
+        map_raw(&ictx, fixed, ioas, 0, va + 0x400, 0x400, at + 0x400),
+    )?;
+    log.errno(
+        "huge_off",
+        option_set(&ictx, OPTION_HUGE_PAGES, ioas, 0),
+        Errno::EADDRINUSE,
+    )?;
+    log.eq(
+        "huge_still_on",
+        option_get(&ictx, OPTION_HUGE_PAGES, ioas)?,
+        1,
+    )?;
+    log.errno(
+        "mock_over_1k",
+        ictx.test_mock_domain(ioas),
+        Errno::EADDRINUSE,
+    )?;
+    log.eq(
+        "align_after_refusals",
+        ictx.ioas_iova_ranges(ioas)?.alignment,
+        1,
+    )?;
+    log.eq("unmap_1k", ictx.ioas_unmap(ioas, at + 0x400, 0x400)?, 0x400)?;
+    log.ok(
+        "map_2k",
+        map_raw(&ictx, fixed, ioas, 0, va + 0x800, 0x800, at + 0x800),
+    )?;
+    let mock = log.ok("mock_over_2k", ictx.test_mock_domain(ioas))?;
+    log.note(
+        "ids",
+        format!("{},{},{}", mock.stdev_id, mock.idev_id, mock.hwpt_id),
+    );
+    log.eq("align_mock", ictx.ioas_iova_ranges(ioas)?.alignment, 2048)?;
+    log.ok("destroy_mock", ictx.destroy(mock.stdev_id))?;
+    let r = ictx.ioas_iova_ranges(ioas)?;
+    log.eq(
+        "ranges_after",
+        format!("{:x?}/{}", r.ranges, r.alignment),
+        format!("{:x?}/1", [(0u64, u64::MAX)]),
+    )?;
+    log.eq("unmap_all", ictx.ioas_unmap_all(ioas)?, 0x800)
 }
