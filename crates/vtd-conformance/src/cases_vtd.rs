@@ -70,6 +70,10 @@ pub(crate) static CASES: &[Case] = &[
         name: "ioas.map_respects_the_vtd_reserved_ranges",
         run: ioas_map_respects_the_vtd_reserved_ranges,
     },
+    Case {
+        name: "vfio.cdev_argument_checks",
+        run: vfio_cdev_argument_checks,
+    },
 ];
 
 /// A fresh iommufd with the edu device bound to it.
@@ -575,5 +579,82 @@ fn ioas_map_respects_the_vtd_reserved_ranges(t: &dyn Target, log: &mut Log) -> O
         "0xfef00000".into(),
     )?;
     log.eq("unmap_all", ictx.ioas_unmap_all(ioas)?, 0x2000)?;
+    log.ok("detach", dev.detach_pt())
+}
+
+/// Issue a VFIO cdev ioctl with the words in `buf` (argsz first).
+fn vfio_raw(dev: &VfioDevice<Fd>, request: u64, buf: &mut [u32]) -> vtd_iommufd::Result<i32> {
+    // SAFETY: the kernel reads at most min(argsz, its struct) bytes of `buf` — argsz is
+    // at most `buf`'s size here — and writes back only fields inside it; no pointers.
+    unsafe { dev.fd().ioctl(request, buf.as_mut_ptr().cast()) }.map_err(|errno| {
+        vtd_iommufd::Error::Ioctl {
+            call: vtd_iommufd::Call::VfioBindIommufd,
+            errno,
+        }
+    })
+}
+
+/// The VFIO cdev's own checks: before BIND every other ioctl is EINVAL; BIND refuses a
+/// short argsz, flags, a negative fd (EINVAL), a closed fd (EBADF) and a file that is no
+/// iommufd (EBADFD) and stays unbound; after BIND, ATTACH and DETACH refuse a short argsz
+/// or any flag (EINVAL).
+fn vfio_cdev_argument_checks(t: &dyn Target, log: &mut Log) -> Outcome {
+    use vtd_iommufd::ioctl::{
+        VFIO_DEVICE_ATTACH_IOMMUFD_PT, VFIO_DEVICE_BIND_IOMMUFD, VFIO_DEVICE_DETACH_IOMMUFD_PT,
+    };
+    let ictx = t.iommufd()?;
+    let dev = t.edu()?;
+    let ioas = log.ok("ioas", ictx.ioas_alloc())?;
+    let own = dev.fd().fd_number() as u32;
+    let fd = ictx.fd().fd_number() as u32;
+    log.errno(
+        "attach_unbound",
+        vfio_raw(&dev, VFIO_DEVICE_ATTACH_IOMMUFD_PT, &mut [12, 0, ioas]),
+        Errno::EINVAL,
+    )?;
+    for (label, words, want) in [
+        ("bind_argsz_12", [12, 0, fd, 0], Errno::EINVAL),
+        ("bind_flags", [16, 1, fd, 0], Errno::EINVAL),
+        ("bind_fd_negative", [16, 0, u32::MAX, 0], Errno::EINVAL),
+        ("bind_fd_closed", [16, 0, 9999, 0], Errno::EBADF),
+        ("bind_not_iommufd", [16, 0, own, 0], Errno::EBADFD),
+    ] {
+        let mut words = words;
+        log.errno(
+            label,
+            vfio_raw(&dev, VFIO_DEVICE_BIND_IOMMUFD, &mut words),
+            want,
+        )?;
+    }
+    log.errno("info_still_unbound", dev.get_info(), Errno::EINVAL)?;
+    let devid = log.ok("bind", dev.bind_iommufd(fd as i32))?;
+    log.eq("devid", devid, 2)?;
+    for (label, words, want) in [
+        ("attach_argsz_8", [8, 0, ioas], Errno::EINVAL),
+        ("attach_flags", [12, 1, ioas], Errno::EINVAL),
+    ] {
+        let mut words = words;
+        log.errno(
+            label,
+            vfio_raw(&dev, VFIO_DEVICE_ATTACH_IOMMUFD_PT, &mut words),
+            want,
+        )?;
+    }
+    log.errno(
+        "detach_argsz_4",
+        vfio_raw(&dev, VFIO_DEVICE_DETACH_IOMMUFD_PT, &mut [4, 0]),
+        Errno::EINVAL,
+    )?;
+    log.errno(
+        "detach_flags",
+        vfio_raw(&dev, VFIO_DEVICE_DETACH_IOMMUFD_PT, &mut [8, 1]),
+        Errno::EINVAL,
+    )?;
+    let mut words = [12, 0, ioas];
+    log.ok(
+        "attach",
+        vfio_raw(&dev, VFIO_DEVICE_ATTACH_IOMMUFD_PT, &mut words),
+    )?;
+    log.eq("attach_pt_out", words[2], 3)?;
     log.ok("detach", dev.detach_pt())
 }
