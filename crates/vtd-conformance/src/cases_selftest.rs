@@ -229,6 +229,10 @@ pub(crate) static CASES: &[Case] = &[
         name: "ioas.alignment_rises_only_over_aligned_areas",
         run: ioas_alignment_rises_only_over_aligned_areas,
     },
+    Case {
+        name: "ioas.copy_of_two_areas_makes_two_areas",
+        run: ioas_copy_of_two_areas_makes_two_areas,
+    },
 ];
 
 const MIB: u64 = 1 << 20;
@@ -2789,4 +2793,44 @@ fn ioas_alignment_rises_only_over_aligned_areas(t: &dyn Target, log: &mut Log) -
         format!("{:x?}/1", [(0u64, u64::MAX)]),
     )?;
     log.eq("unmap_all", ictx.ioas_unmap_all(ioas)?, 0x800)
+}
+
+/// An IOAS_COPY of a range that spans two adjacent source areas makes one destination
+/// area per source area: each half of the copy can then be unmapped on its own, while a
+/// range splitting either half is ENOENT.
+fn ioas_copy_of_two_areas_makes_two_areas(t: &dyn Target, log: &mut Log) -> Outcome {
+    let a = buffer(0x4000)?;
+    let b = buffer(0x4000)?;
+    let (ictx, dst, mock) = with_mock(t, log)?;
+    let src = log.ok("src_ioas", ictx.ioas_alloc())?;
+    log.ok("map_a", map_fixed(&ictx, src, &a, 0x10_0000))?;
+    log.ok("map_b", map_fixed(&ictx, src, &b, 0x10_4000))?;
+    let rw = MapFlags::READABLE | MapFlags::WRITEABLE;
+    let at = MOCK_APERTURE_START;
+    log.ok(
+        "copy_across",
+        ictx.ioas_copy(dst, src, 0x10_2000, 0x4000, Some(at), rw),
+    )?;
+    // SAFETY: pointer arithmetic inside the buffer.
+    let a_mid = unsafe { a.as_ptr().add(0x2000) };
+    log.ok(
+        "check_first",
+        ictx.test_md_check_map(mock.hwpt_id, at, 0x2000, a_mid),
+    )?;
+    log.ok(
+        "check_second",
+        ictx.test_md_check_map(mock.hwpt_id, at + 0x2000, 0x2000, b.as_ptr()),
+    )?;
+    log.errno(
+        "unmap_split",
+        ictx.ioas_unmap(dst, at + 0x1000, 0x2000),
+        Errno::ENOENT,
+    )?;
+    log.eq(
+        "unmap_second",
+        ictx.ioas_unmap(dst, at + 0x2000, 0x2000)?,
+        0x2000,
+    )?;
+    log.eq("unmap_first", ictx.ioas_unmap(dst, at, 0x2000)?, 0x2000)?;
+    log.eq("unmap_src", ictx.ioas_unmap_all(src)?, 0x8000)
 }

@@ -74,6 +74,10 @@ pub(crate) static CASES: &[Case] = &[
         name: "vfio.cdev_argument_checks",
         run: vfio_cdev_argument_checks,
     },
+    Case {
+        name: "attach.replace_moves_between_domains",
+        run: attach_replace_moves_between_domains,
+    },
 ];
 
 /// A fresh iommufd with the edu device bound to it.
@@ -657,4 +661,30 @@ fn vfio_cdev_argument_checks(t: &dyn Target, log: &mut Log) -> Outcome {
     )?;
     log.eq("attach_pt_out", words[2], 3)?;
     log.ok("detach", dev.detach_pt())
+}
+
+/// Attaching an attached device again replaces its domain: moving from an IOAS's
+/// automatic HWPT to a user HWPT destroys the automatic one; moving to another IOAS makes
+/// a new automatic HWPT there (with the lowest free id) and leaves the user HWPT free to
+/// destroy; replacing with a missing id is ENOENT and keeps the current one.
+fn attach_replace_moves_between_domains(t: &dyn Target, log: &mut Log) -> Outcome {
+    let (ictx, dev, devid) = bound(t, log)?;
+    let ioas = log.ok("ioas", ictx.ioas_alloc())?;
+    let other = log.ok("other_ioas", ictx.ioas_alloc())?;
+    let auto = log.ok("attach_ioas", dev.attach_pt(ioas))?;
+    log.eq("auto_hwpt", auto, 4)?;
+    let hwpt = log.ok(
+        "hwpt",
+        ictx.hwpt_alloc_paging(devid, ioas, HwptAllocFlags::empty()),
+    )?;
+    log.eq("hwpt_id", hwpt, 5)?;
+    log.eq("replace_to_hwpt", dev.attach_pt(hwpt)?, hwpt)?;
+    log.errno("auto_gone", ictx.destroy(auto), Errno::ENOENT)?;
+    log.errno("replace_missing", dev.attach_pt(99), Errno::ENOENT)?;
+    log.errno("hwpt_still_held", ictx.destroy(hwpt), Errno::EBUSY)?;
+    log.eq("replace_to_other_ioas", dev.attach_pt(other)?, 4)?;
+    log.ok("destroy_hwpt", ictx.destroy(hwpt))?;
+    log.errno("destroy_other", ictx.destroy(other), Errno::EBUSY)?;
+    log.ok("detach", dev.detach_pt())?;
+    log.ok("destroy_other_after", ictx.destroy(other))
 }
