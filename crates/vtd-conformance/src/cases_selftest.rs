@@ -233,6 +233,10 @@ pub(crate) static CASES: &[Case] = &[
         name: "ioas.copy_of_two_areas_makes_two_areas",
         run: ioas_copy_of_two_areas_makes_two_areas,
     },
+    Case {
+        name: "ioas.range_arrays_faulting_midway",
+        run: ioas_range_arrays_faulting_midway,
+    },
 ];
 
 const MIB: u64 = 1 << 20;
@@ -2833,4 +2837,83 @@ fn ioas_copy_of_two_areas_makes_two_areas(t: &dyn Target, log: &mut Log) -> Outc
     )?;
     log.eq("unmap_first", ictx.ioas_unmap(dst, at, 0x2000)?, 0x2000)?;
     log.eq("unmap_src", ictx.ioas_unmap_all(src)?, 0x8000)
+}
+
+/// IOVA_RANGES and ALLOW_IOVAS with an array whose second entry lies on an inaccessible
+/// page: IOVA_RANGES writes the first range, then fails EFAULT without writing the count
+/// back; ALLOW_IOVAS fails EFAULT and keeps the allowed ranges it had.
+fn ioas_range_arrays_faulting_midway(t: &dyn Target, log: &mut Log) -> Outcome {
+    let a = buffer(0x4000)?;
+    let pages = buffer(0x2000)?;
+    // SAFETY: the second page of `pages`' own mapping becomes inaccessible; nothing in
+    // this process refers to it, and the whole mapping is unmapped on drop.
+    let rc = unsafe {
+        libc::mprotect(
+            pages.as_ptr().add(0x1000) as *mut libc::c_void,
+            0x1000,
+            libc::PROT_NONE,
+        )
+    };
+    if rc != 0 {
+        return Err(Failure(format!("mprotect: {}", Errno::last())));
+    }
+    let edge = pages.as_ptr() as u64 + 0x1000 - 16;
+    for i in 0..16 {
+        pages.set(0x1000 - 16 + i, 0xAA);
+    }
+    let ictx = t.iommufd()?;
+    let ioas = log.ok("ioas", ictx.ioas_alloc())?;
+    log.ok(
+        "add_reserved",
+        ictx.test_add_reserved(ioas, 0x10_0000, 0x10_0000),
+    )?;
+    let mut buf = [32 | (ioas as u64) << 32, 2, edge, 0];
+    // SAFETY: the kernel writes the 32-byte struct in `buf` and at most two 16-byte
+    // ranges from `edge`: the last 16 bytes of `pages`' first page, then its second page,
+    // which faults.
+    let r = unsafe {
+        ictx.fd()
+            .ioctl(IOMMU_IOAS_IOVA_RANGES, buf.as_mut_ptr().cast())
+    };
+    log.errno(
+        "ranges",
+        r.map_err(|errno| Error::Ioctl {
+            call: vtd_iommufd::Call::IoasIovaRanges,
+            errno,
+        }),
+        Errno::EFAULT,
+    )?;
+    log.eq("num_not_written", buf[1] as u32, 2)?;
+    let word =
+        |at: usize| u64::from_le_bytes(std::array::from_fn(|k| pages.get(0x1000 - 16 + at + k)));
+    log.eq(
+        "first_written",
+        format!("{:x?}", [word(0), word(8)]),
+        format!("{:x?}", [0u64, 0xf_ffff]),
+    )?;
+    let g = 1u64 << 30;
+    log.ok("allow", ictx.ioas_allow_iovas(ioas, &[(g, g + 0xffff)]))?;
+    for (i, word) in [2 * g, 2 * g + 0xffff].iter().enumerate() {
+        for (j, byte) in word.to_le_bytes().iter().enumerate() {
+            pages.set(0x1000 - 16 + i * 8 + j, *byte);
+        }
+    }
+    let mut buf = [24 | (ioas as u64) << 32, 2, edge];
+    // SAFETY: the kernel reads the 24-byte struct in `buf` and at most two ranges from
+    // `edge`: the first readable, the second on the inaccessible page.
+    let r = unsafe {
+        ictx.fd()
+            .ioctl(IOMMU_IOAS_ALLOW_IOVAS, buf.as_mut_ptr().cast())
+    };
+    log.errno(
+        "allow_faulting",
+        r.map_err(|errno| Error::Ioctl {
+            call: vtd_iommufd::Call::IoasAllowIovas,
+            errno,
+        }),
+        Errno::EFAULT,
+    )?;
+    let auto = log.ok("map_auto", map_auto(&ictx, ioas, &a))?;
+    log.check("auto_in_old_allowed", (g..=g + 0xffff).contains(&auto))?;
+    log.eq("unmap_all", ictx.ioas_unmap_all(ioas)?, 0x4000)
 }
