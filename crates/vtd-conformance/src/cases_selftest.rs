@@ -241,8 +241,19 @@ pub(crate) static CASES: &[Case] = &[
 
 const MIB: u64 = 1 << 20;
 
-/// Issue `request` with the struct in `buf` (its first u32 is the size the kernel reads).
-fn raw(ictx: &Iommufd<Fd>, request: u64, buf: &mut [u64]) -> vtd_iommufd::Result<i32> {
+/// Issue `request` with the struct in `buf` (its first u32 is the size the kernel reads);
+/// a failure is reported as `call`.
+///
+/// # Safety
+///
+/// Every user pointer in the struct must be null or valid for what `request` reads and
+/// writes through it, for the whole call.
+unsafe fn ioctl_as(
+    ictx: &Iommufd<Fd>,
+    request: u64,
+    call: vtd_iommufd::Call,
+    buf: &mut [u64],
+) -> vtd_iommufd::Result<i32> {
     let size = buf.first().map_or(0, |w| *w as u32) as usize;
     assert!(
         size <= buf.len() * 8,
@@ -250,11 +261,16 @@ fn raw(ictx: &Iommufd<Fd>, request: u64, buf: &mut [u64]) -> vtd_iommufd::Result
         buf.len() * 8
     );
     // SAFETY: the kernel reads `size` bytes of `buf` (checked to fit) and writes back at
-    // most as many; the structs used here carry no user pointers, or zero ones.
-    unsafe { ictx.fd().ioctl(request, buf.as_mut_ptr().cast()) }.map_err(|errno| Error::Ioctl {
-        call: vtd_iommufd::Call::Destroy,
-        errno,
-    })
+    // most as many; the pointers inside are the caller's promise.
+    unsafe { ictx.fd().ioctl(request, buf.as_mut_ptr().cast()) }
+        .map_err(|errno| Error::Ioctl { call, errno })
+}
+
+/// [`ioctl_as`] for structs without user pointers (or with zero ones); only the errno of
+/// a failure is looked at.
+fn raw(ictx: &Iommufd<Fd>, request: u64, buf: &mut [u64]) -> vtd_iommufd::Result<i32> {
+    // SAFETY: the structs passed here carry no user pointers, or zero ones.
+    unsafe { ioctl_as(ictx, request, vtd_iommufd::Call::Destroy, buf) }
 }
 
 /// A fresh iommufd with an IOAS and a mock device attached to it.
@@ -1153,18 +1169,8 @@ fn dirty_marked_pages_reported_once(t: &dyn Target, log: &mut Log) -> Outcome {
 /// is read whole, its bits counting wherever a mock PTE exists.
 fn dirty_test_bitmap_sizes(t: &dyn Target, log: &mut Log) -> Outcome {
     let a = buffer(0x4000)?;
-    let (ictx, ioas, mock) = with_mock(t, log)?;
-    let hwpt = log.ok(
-        "dirty_hwpt",
-        ictx.hwpt_alloc_paging(mock.idev_id, ioas, HwptAllocFlags::DIRTY_TRACKING),
-    )?;
-    log.ok(
-        "replace",
-        ictx.test_mock_domain_replace(mock.stdev_id, hwpt),
-    )?;
+    let (ictx, _ioas, _mock, hwpt) = with_dirty(t, log, &a)?;
     let iova = MOCK_APERTURE_START;
-    log.ok("map", map_fixed(&ictx, ioas, &a, iova))?;
-    log.ok("enable", ictx.hwpt_set_dirty_tracking(hwpt, true))?;
     // Two pages of bitmap: bits 0 and 3 (mapped 2 KiB pages) in the first, and one far
     // past the mapping in the second.
     let bitmap = buffer(0x2000)?;
@@ -1502,11 +1508,8 @@ fn map_raw(
     // SAFETY: the kernel reads the 40-byte struct in `buf` and writes back at most as
     // much. `user_va` is either an address the call refuses before pinning anything or a
     // range of a Buffer that outlives the iommufd (the callers declare it first).
-    let r = unsafe { ictx.fd().ioctl(IOMMU_IOAS_MAP, buf.as_mut_ptr().cast()) };
-    r.map(|_| buf[4]).map_err(|errno| Error::Ioctl {
-        call: vtd_iommufd::Call::IoasMap,
-        errno,
-    })
+    let r = unsafe { ioctl_as(ictx, IOMMU_IOAS_MAP, vtd_iommufd::Call::IoasMap, &mut buf) };
+    r.map(|_| buf[4])
 }
 
 /// IOAS_MAP refuses bad flags, `__reserved`, and an IOVA or length of u64::MAX before it
@@ -1736,17 +1739,11 @@ fn dirty_bitmap_raw(
         page_size,
         bitmap.as_ptr() as u64,
     ];
+    let call = vtd_iommufd::Call::HwptGetDirtyBitmap;
     // SAFETY: the kernel reads the 48-byte struct in `buf` and writes at most
     // length / 2^ffs(page_size) bits into `bitmap`, which the callers size for the ranges
     // they ask about and which lives across the call; refused calls write nothing.
-    let r = unsafe {
-        ictx.fd()
-            .ioctl(IOMMU_HWPT_GET_DIRTY_BITMAP, buf.as_mut_ptr().cast())
-    };
-    r.map(|_| ()).map_err(|errno| Error::Ioctl {
-        call: vtd_iommufd::Call::HwptGetDirtyBitmap,
-        errno,
-    })
+    unsafe { ioctl_as(ictx, IOMMU_HWPT_GET_DIRTY_BITMAP, call, &mut buf) }.map(|_| ())
 }
 
 /// A mock device on a dirty-tracking HWPT with 0x4000 bytes mapped at the aperture start
@@ -1771,8 +1768,9 @@ fn with_dirty(
 }
 
 /// GET_DIRTY_BITMAP's argument checks, in order: unknown flags or `__reserved` are
-/// EOPNOTSUPP before the HWPT lookup; a missing HWPT, or an IOAS or DEVICE id, is ENOENT; a wrapping range is EOVERFLOW; an IOVA or end not aligned to the
-/// IOAS (2 KiB) or to page_size, or a zero page_size, is EINVAL; a paging HWPT without
+/// EOPNOTSUPP before the HWPT lookup; a missing HWPT, or an IOAS or DEVICE id, is ENOENT;
+/// a wrapping range is EOVERFLOW; an IOVA or end not aligned to the IOAS (2 KiB) or to
+/// page_size, or a zero page_size, is EINVAL; a paging HWPT without
 /// dirty tracking passes those checks and is EOPNOTSUPP. Nothing is written to the bitmap.
 fn dirty_get_bitmap_argument_checks(t: &dyn Target, log: &mut Log) -> Outcome {
     let a = buffer(0x4000)?;
@@ -2099,16 +2097,10 @@ fn iova_ranges_raw(
         ptr,
         0,
     ];
+    let call = vtd_iommufd::Call::IoasIovaRanges;
     // SAFETY: the kernel reads and writes back the 32-byte struct in `buf` and writes at
     // most `out.len()` ranges to `ptr`, which is `out` (live across the call) or null.
-    let r = unsafe {
-        ictx.fd()
-            .ioctl(IOMMU_IOAS_IOVA_RANGES, buf.as_mut_ptr().cast())
-    };
-    let r = r.map_err(|errno| Error::Ioctl {
-        call: vtd_iommufd::Call::IoasIovaRanges,
-        errno,
-    });
+    let r = unsafe { ioctl_as(ictx, IOMMU_IOAS_IOVA_RANGES, call, &mut buf) };
     (r, buf[1] as u32, buf[3])
 }
 
@@ -2181,16 +2173,10 @@ fn allow_raw(
         ranges.len() as u64 | (reserved as u64) << 32,
         ptr,
     ];
+    let call = vtd_iommufd::Call::IoasAllowIovas;
     // SAFETY: the kernel reads the 24-byte struct in `buf` and at most `ranges.len()`
     // ranges from `ptr`, which is `ranges` (live across the call) or null.
-    let r = unsafe {
-        ictx.fd()
-            .ioctl(IOMMU_IOAS_ALLOW_IOVAS, buf.as_mut_ptr().cast())
-    };
-    r.map_err(|errno| Error::Ioctl {
-        call: vtd_iommufd::Call::IoasAllowIovas,
-        errno,
-    })
+    unsafe { ioctl_as(ictx, IOMMU_IOAS_ALLOW_IOVAS, call, &mut buf) }
 }
 
 /// IOAS_ALLOW_IOVAS: `__reserved` is EOPNOTSUPP and a missing IOAS ENOENT before the
@@ -2466,17 +2452,11 @@ fn dirty_walk_failures_are_not_reported(t: &dyn Target, log: &mut Log) -> Outcom
     let at = MOCK_APERTURE_START;
     let read_iova = |iova: u64, length: u64, data: u64| {
         let mut buf = [48 | (hwpt as u64) << 32, 0, iova, length, 2048, data];
+        let call = vtd_iommufd::Call::HwptGetDirtyBitmap;
         // SAFETY: the kernel reads the 48-byte struct in `buf` and writes at most
         // length / 2048 bits to `data`, which is null or `bitmap` (0x1000 bytes, live
         // across the call) for the lengths used here.
-        let r = unsafe {
-            ictx.fd()
-                .ioctl(IOMMU_HWPT_GET_DIRTY_BITMAP, buf.as_mut_ptr().cast())
-        };
-        r.map(|_| ()).map_err(|errno| Error::Ioctl {
-            call: vtd_iommufd::Call::HwptGetDirtyBitmap,
-            errno,
-        })
+        unsafe { ioctl_as(&ictx, IOMMU_HWPT_GET_DIRTY_BITMAP, call, &mut buf) }.map(|_| ())
     };
     let read = |length: u64, data: u64| read_iova(at, length, data);
     let read_at = |iova: u64, length: u64| read_iova(iova, length, bitmap.as_ptr() as u64);
@@ -2575,11 +2555,14 @@ fn hw_info_raw(
     // SAFETY: the kernel reads and writes back the 40-byte struct in `buf` and writes at
     // most `data_len` bytes to `data`, which the callers pass as null or as a buffer of
     // at least `data_len` bytes that lives across the call.
-    let r = unsafe { ictx.fd().ioctl(IOMMU_GET_HW_INFO, buf.as_mut_ptr().cast()) };
-    let r = r.map_err(|errno| Error::Ioctl {
-        call: vtd_iommufd::Call::GetHwInfo,
-        errno,
-    });
+    let r = unsafe {
+        ioctl_as(
+            ictx,
+            IOMMU_GET_HW_INFO,
+            vtd_iommufd::Call::GetHwInfo,
+            &mut buf,
+        )
+    };
     (r, (buf[1] >> 32) as u32)
 }
 
@@ -2868,21 +2851,12 @@ fn ioas_range_arrays_faulting_midway(t: &dyn Target, log: &mut Log) -> Outcome {
         ictx.test_add_reserved(ioas, 0x10_0000, 0x10_0000),
     )?;
     let mut buf = [32 | (ioas as u64) << 32, 2, edge, 0];
+    let call = vtd_iommufd::Call::IoasIovaRanges;
     // SAFETY: the kernel writes the 32-byte struct in `buf` and at most two 16-byte
     // ranges from `edge`: the last 16 bytes of `pages`' first page, then its second page,
     // which faults.
-    let r = unsafe {
-        ictx.fd()
-            .ioctl(IOMMU_IOAS_IOVA_RANGES, buf.as_mut_ptr().cast())
-    };
-    log.errno(
-        "ranges",
-        r.map_err(|errno| Error::Ioctl {
-            call: vtd_iommufd::Call::IoasIovaRanges,
-            errno,
-        }),
-        Errno::EFAULT,
-    )?;
+    let r = unsafe { ioctl_as(&ictx, IOMMU_IOAS_IOVA_RANGES, call, &mut buf) };
+    log.errno("ranges", r, Errno::EFAULT)?;
     log.eq("num_not_written", buf[1] as u32, 2)?;
     let word =
         |at: usize| u64::from_le_bytes(std::array::from_fn(|k| pages.get(0x1000 - 16 + at + k)));
@@ -2899,20 +2873,11 @@ fn ioas_range_arrays_faulting_midway(t: &dyn Target, log: &mut Log) -> Outcome {
         }
     }
     let mut buf = [24 | (ioas as u64) << 32, 2, edge];
+    let call = vtd_iommufd::Call::IoasAllowIovas;
     // SAFETY: the kernel reads the 24-byte struct in `buf` and at most two ranges from
     // `edge`: the first readable, the second on the inaccessible page.
-    let r = unsafe {
-        ictx.fd()
-            .ioctl(IOMMU_IOAS_ALLOW_IOVAS, buf.as_mut_ptr().cast())
-    };
-    log.errno(
-        "allow_faulting",
-        r.map_err(|errno| Error::Ioctl {
-            call: vtd_iommufd::Call::IoasAllowIovas,
-            errno,
-        }),
-        Errno::EFAULT,
-    )?;
+    let r = unsafe { ioctl_as(&ictx, IOMMU_IOAS_ALLOW_IOVAS, call, &mut buf) };
+    log.errno("allow_faulting", r, Errno::EFAULT)?;
     let auto = log.ok("map_auto", map_auto(&ictx, ioas, &a))?;
     log.check("auto_in_old_allowed", (g..=g + 0xffff).contains(&auto))?;
     log.eq("unmap_all", ictx.ioas_unmap_all(ioas)?, 0x4000)
