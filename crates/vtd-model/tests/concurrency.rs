@@ -11,7 +11,8 @@ use vtd_model::build::{InvalidationQueue, Leaf};
 use vtd_model::config::UnitConfig;
 use vtd_model::request::Request;
 use vtd_spec::addr::PageSize;
-use vtd_spec::inv::{PasidIotlbGranularity, PasidIotlbInvDesc, RawDescriptor};
+use vtd_spec::inv::{IotlbInvDesc, PasidIotlbGranularity, PasidIotlbInvDesc, RawDescriptor};
+use vtd_spec::regs::IotlbGranularity;
 
 /// Pages being remapped; each has its own IOVA.
 const PAGES: u64 = 8;
@@ -35,6 +36,37 @@ fn version_of(hpa: u64, page: u64) -> u64 {
 
 #[test]
 fn completed_invalidation_never_lets_a_dropped_translation_back() {
+    race(|page| {
+        let inv = PasidIotlbInvDesc::new()
+            .with_g(PasidIotlbGranularity::Page)
+            .with_did(DID)
+            .with_pasid(PASID)
+            .with_addr(iova(page) >> 12);
+        RawDescriptor {
+            lo: inv.into_bits(),
+            hi: 0,
+        }
+    });
+}
+
+/// The same race with global IOTLB flushes, which empty the IOTLB and both
+/// paging-structure caches whole (and reset their record of which kinds they hold) while
+/// the translating threads keep refilling them.
+#[test]
+fn a_completed_global_flush_never_lets_a_dropped_translation_back() {
+    race(|_| {
+        let inv = IotlbInvDesc::new().with_g(IotlbGranularity::Global);
+        RawDescriptor {
+            lo: inv.into_bits(),
+            hi: 0,
+        }
+    });
+}
+
+/// Three threads translate the pages while this one remaps each page to its next version
+/// and submits `invalidation(page)`, waiting for it: no translation may show a version
+/// older than the newest whose invalidation completed.
+fn race(invalidation: impl Fn(u64) -> RawDescriptor) {
     let n = Nested::with_config(UnitConfig::default());
     for page in 0..PAGES {
         n.map(
@@ -78,17 +110,7 @@ fn completed_invalidation_never_lets_a_dropped_translation_back() {
                 n.fs()
                     .update_leaf(iova(page), |old| (old & 0xFFF) | gpa(page, version))
                     .unwrap();
-                let inv = PasidIotlbInvDesc::new()
-                    .with_g(PasidIotlbGranularity::Page)
-                    .with_did(DID)
-                    .with_pasid(PASID)
-                    .with_addr(iova(page) >> 12);
-                queue
-                    .submit_and_wait(&[RawDescriptor {
-                        lo: inv.into_bits(),
-                        hi: 0,
-                    }])
-                    .unwrap();
+                queue.submit_and_wait(&[invalidation(page)]).unwrap();
                 completed[page as usize].store(version, Ordering::Release);
             }
         }
