@@ -433,7 +433,7 @@ fn probe_reports_no_nesting(t: &dyn Target, log: &mut Log) -> Outcome {
     log.eq("erratum_flag", vtd.errata_772415_spr17, true)?;
     let errno = |r: Result<(), Errno>| match r {
         Ok(()) => "ok".to_string(),
-        Err(e) => e.name().map_or_else(|| e.0.to_string(), str::to_string),
+        Err(e) => e.symbol(),
     };
     log.eq(
         "nest_parent",

@@ -81,6 +81,15 @@ impl fmt::Debug for Errno {
     }
 }
 
+impl Errno {
+    /// The symbolic name, or the number for an errno not listed here: the short form for
+    /// logs and machine-readable records (`Display` adds the system's text).
+    pub fn symbol(self) -> String {
+        self.name()
+            .map_or_else(|| self.0.to_string(), str::to_string)
+    }
+}
+
 impl fmt::Display for Errno {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let text = std::io::Error::from_raw_os_error(self.0);
@@ -102,6 +111,12 @@ mod tests {
         assert_eq!(Errno::EOPNOTSUPP.name(), Some("EOPNOTSUPP"));
         assert_eq!(Errno::from_name("EBUSY"), Some(Errno::EBUSY));
         assert_eq!(Errno(9999).name(), None);
+    }
+
+    #[test]
+    fn symbol_is_the_name_or_the_number() {
+        assert_eq!(Errno::ENOMEM.symbol(), "ENOMEM");
+        assert_eq!(Errno(9999).symbol(), "9999");
     }
 
     #[test]

@@ -214,7 +214,7 @@ fn print(rep: &mut Report<'_>, name: &str, on: &str, r: &HostReport) -> Result<(
     if let (None, Err(e)) = (r.blocker(), r.dirty_tracking) {
         verdict += &format!(
             "; without dirty tracking (a dirty-tracked nest parent is refused: {})",
-            e.name().unwrap_or("an errno")
+            e.symbol()
         );
     }
     let mut text = vec![format!("{name}: dev_id {} on {on}", r.dev_id)];
@@ -275,10 +275,7 @@ fn print(rep: &mut Report<'_>, name: &str, on: &str, r: &HostReport) -> Result<(
         row("IOMMU_HWPT_ALLOC DIRTY_TRACKING", answer(&r.dirty_tracking)),
         format!("  verdict: {verdict}"),
     ]);
-    let errno = |r: &std::result::Result<(), Errno>| {
-        r.err()
-            .map(|e| e.name().map_or_else(|| e.0.to_string(), str::to_string))
-    };
+    let errno = |r: &std::result::Result<(), Errno>| r.err().map(|e| e.symbol());
     let vtd = r.vtd().map(|v| {
         json!({
             "cap": v.cap.into_bits(), "ecap": v.ecap.into_bits(),
