@@ -89,6 +89,22 @@ fn bound(t: &dyn Target, log: &mut Log) -> Result<(Iommufd<Fd>, VfioDevice<Fd>, 
     Ok((ictx, dev, devid))
 }
 
+/// [`bound`], then an IOAS and a paging HWPT on it with the device attached:
+/// (iommufd, device, IOAS, HWPT).
+fn attached_paging(
+    t: &dyn Target,
+    log: &mut Log,
+) -> Result<(Iommufd<Fd>, VfioDevice<Fd>, u32, u32), Failure> {
+    let (ictx, dev, devid) = bound(t, log)?;
+    let ioas = log.ok("ioas", ictx.ioas_alloc())?;
+    let hwpt = log.ok(
+        "hwpt",
+        ictx.hwpt_alloc_paging(devid, ioas, HwptAllocFlags::empty()),
+    )?;
+    log.eq("attach", dev.attach_pt(hwpt)?, hwpt)?;
+    Ok((ictx, dev, ioas, hwpt))
+}
+
 fn vfio_bind_then_device_info(t: &dyn Target, log: &mut Log) -> Outcome {
     let ictx = t.iommufd()?;
     let dev = t.edu()?;
@@ -189,13 +205,7 @@ fn hwpt_nest_parent_is_eopnotsupp(t: &dyn Target, log: &mut Log) -> Outcome {
 }
 
 fn attach_paging_hwpt(t: &dyn Target, log: &mut Log) -> Outcome {
-    let (ictx, dev, devid) = bound(t, log)?;
-    let ioas = log.ok("ioas", ictx.ioas_alloc())?;
-    let hwpt = log.ok(
-        "hwpt",
-        ictx.hwpt_alloc_paging(devid, ioas, HwptAllocFlags::empty()),
-    )?;
-    log.eq("attach", dev.attach_pt(hwpt)?, hwpt)?;
+    let (ictx, dev, ioas, hwpt) = attached_paging(t, log)?;
     let r = log.ok("ranges", ictx.ioas_iova_ranges(ioas))?;
     log.eq(
         "iova_ranges",
@@ -523,13 +533,7 @@ fn viommu_stage2_carries_dma(t: &dyn Target, log: &mut Log) -> Outcome {
 /// and reading a bitmap are EOPNOTSUPP, the bitmap only after its range checks (an IOVA
 /// off the 4 KiB alignment is EINVAL first).
 fn dirty_paging_hwpt_has_no_dirty_ops(t: &dyn Target, log: &mut Log) -> Outcome {
-    let (ictx, dev, devid) = bound(t, log)?;
-    let ioas = log.ok("ioas", ictx.ioas_alloc())?;
-    let hwpt = log.ok(
-        "hwpt",
-        ictx.hwpt_alloc_paging(devid, ioas, HwptAllocFlags::empty()),
-    )?;
-    log.eq("attach", dev.attach_pt(hwpt)?, hwpt)?;
+    let (ictx, dev, _ioas, hwpt) = attached_paging(t, log)?;
     log.errno(
         "set_tracking",
         ictx.hwpt_set_dirty_tracking(hwpt, true),
@@ -553,13 +557,7 @@ fn dirty_paging_hwpt_has_no_dirty_ops(t: &dyn Target, log: &mut Log) -> Outcome 
 /// EINVAL, one just after the window works, and a 2 KiB IOVA breaks the 4 KiB alignment.
 fn ioas_map_respects_the_vtd_reserved_ranges(t: &dyn Target, log: &mut Log) -> Outcome {
     let buf = Buffer::new(0x2000).map_err(|e| Failure(format!("mmap: {e}")))?;
-    let (ictx, dev, devid) = bound(t, log)?;
-    let ioas = log.ok("ioas", ictx.ioas_alloc())?;
-    let hwpt = log.ok(
-        "hwpt",
-        ictx.hwpt_alloc_paging(devid, ioas, HwptAllocFlags::empty()),
-    )?;
-    log.eq("attach", dev.attach_pt(hwpt)?, hwpt)?;
+    let (ictx, dev, ioas, _hwpt) = attached_paging(t, log)?;
     let map = |iova: u64| {
         // SAFETY: `buf` outlives the iommufd (declared before it), so the range stays
         // mapped while it is in the IOAS.
