@@ -688,56 +688,38 @@ fn hwpt_alloc() -> impl Strategy<Value = Call> {
         1 => Just((1u32, 24u32)),
         1 => (any::<u32>(), any::<u32>()),
     ];
+    /// flags, dev, pt, reserved; then (data_type, data_len), s1, src, fault, reserved2.
+    type Drawn = ((u32, Id, Id, u32), ((u32, u32), S1, Ptr, Id, u32));
+    /// The struct from its drawn fields, aimed at a nested HWPT or a paging one.
+    fn build(nested: bool) -> impl Fn(Drawn) -> HwptAlloc {
+        move |((flags, dev, pt, reserved), ((data_type, data_len), s1, src, fault, reserved2))| {
+            HwptAlloc {
+                nested,
+                flags,
+                dev,
+                pt,
+                reserved,
+                data_type,
+                data_len,
+                s1,
+                src,
+                fault,
+                reserved2,
+            }
+        }
+    }
     let paging = (
         (paging_flags, id(), id(), reserved()),
         (paging_data, s1(), ptr(), id(), reserved()),
     )
-        .prop_map(
-            |((flags, dev, pt, reserved), ((data_type, data_len), s1, src, fault, reserved2))| {
-                HwptAlloc {
-                    nested: false,
-                    flags,
-                    dev,
-                    pt,
-                    reserved,
-                    data_type,
-                    data_len,
-                    s1,
-                    src,
-                    fault,
-                    reserved2,
-                }
-            },
-        );
+        .prop_map(build(false));
     let nested_flags = prop_oneof![8 => Just(0u32), 2 => Just(fault_id_valid), 1 => any::<u32>()];
+    let nested_data = (mostly_u32(1, &[0, 2]), mostly_u32(24, &[0, 23, 25]));
     let nested = (
         (nested_flags, id(), id(), reserved()),
-        (
-            mostly_u32(1, &[0, 2]),
-            mostly_u32(24, &[0, 23, 25]),
-            s1(),
-            ptr(),
-            id(),
-            reserved(),
-        ),
+        (nested_data, s1(), ptr(), id(), reserved()),
     )
-        .prop_map(
-            |((flags, dev, pt, reserved), (data_type, data_len, s1, src, fault, reserved2))| {
-                HwptAlloc {
-                    nested: true,
-                    flags,
-                    dev,
-                    pt,
-                    reserved,
-                    data_type,
-                    data_len,
-                    s1,
-                    src,
-                    fault,
-                    reserved2,
-                }
-            },
-        );
+        .prop_map(build(true));
     prop_oneof![paging, nested].prop_map(Call::HwptAlloc)
 }
 
