@@ -128,6 +128,8 @@ impl<M: PhysMem> DeviceIommu<M> {
                     Permissions::Write
                 };
             }
+            // Locked per page, not across the loop: the translation above may record a
+            // fault and raise an interrupt into VMM code, which must not find this lock held.
             let mut tlb = self.iotlb.write().unwrap_or_else(|e| e.into_inner());
             tlb.set_mapping(
                 GuestAddress(page),

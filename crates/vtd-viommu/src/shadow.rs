@@ -338,11 +338,10 @@ impl Shadow {
     }
 
     /// Destroy the nested HWPT of an attachment nothing holds any more (kept for a retry
-    /// if the host refuses).
+    /// if the host refuses). It is never the new attachment: the host cannot hand out the
+    /// id of an HWPT that still exists.
     fn release<I: IoctlFd>(&mut self, iommufd: &Iommufd<I>, old: Attachment) {
-        if let Attachment::Nested { hwpt, .. } = old
-            && Some(hwpt) != self.attached_hwpt()
-        {
+        if let Attachment::Nested { hwpt, .. } = old {
             self.destroy_or_keep(iommufd, hwpt);
         }
     }
