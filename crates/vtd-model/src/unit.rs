@@ -440,7 +440,8 @@ impl<M: PhysMem> Unit<M> {
     #[inline(never)]
     fn translate_past_front(&self, req: &Request) -> Result<Translation, Fault> {
         // The thread's front cache is made on its first translation (one allocation per
-        // thread and unit), so no later hit allocates.
+        // thread and unit), not by the fill that first needs it: that fill can come from
+        // an IOTLB hit on the fast path, which must not allocate.
         if self.caches.enabled {
             self.caches.front_or_make(crate::stats::shard_index());
         }
@@ -487,7 +488,6 @@ impl<M: PhysMem> Unit<M> {
         }
     }
 
-    /// Count and record a fault (§7.2), unless suppressed by FPD (§7.3).
     /// The PASID entry requests from `sid` (with `pasid`, or without: RID_PASID) would use,
     /// read from memory with every check of §2.5 and §3.5 and no side effect: no cache is
     /// consulted or filled, nothing is recorded. A vIOMMU reads guest PASID entries this
@@ -542,6 +542,7 @@ impl<M: PhysMem> Unit<M> {
         self.finish_fault(fault, fpd, WalkMode::Normal)
     }
 
+    /// Count and record a fault (§7.2), unless suppressed by FPD (§7.3).
     fn finish_fault(&self, mut fault: Fault, fpd: bool, mode: WalkMode) -> Fault {
         if mode == WalkMode::DryRun {
             fault.recording = FaultRecording::DryRun;
