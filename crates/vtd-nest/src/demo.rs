@@ -22,7 +22,7 @@ use crate::error::{Error, Result};
 use crate::explain::{
     GuestView, draw_walk, fault_story, reads_by_stage, story_lines, translation_line, walk_json,
 };
-use crate::output::Report;
+use crate::output::{Report, yes};
 use crate::scenario::world::{DmaFail, DmaSpec, dma_through, event_line};
 
 /// Where the guest sees the NIC (00:02.0).
@@ -438,10 +438,6 @@ pub fn run(rep: &mut Report<'_>) -> Result<()> {
     let s = host.stats().since(&start);
     counters(rep, &s)?;
     Ok(())
-}
-
-fn yes(b: bool) -> &'static str {
-    if b { "yes" } else { "no" }
 }
 
 /// A source id as bus:device.function.

@@ -51,3 +51,8 @@ impl<'a> Report<'a> {
         }
     }
 }
+
+/// "yes" or "no", for text reports.
+pub fn yes(b: bool) -> &'static str {
+    if b { "yes" } else { "no" }
+}

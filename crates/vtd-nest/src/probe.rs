@@ -18,7 +18,7 @@ use vtd_viommu::probe::{HostReport, probe};
 
 use crate::error::{Error, Result};
 use crate::one_line;
-use crate::output::Report;
+use crate::output::{Report, yes};
 
 /// Where VFIO device cdevs live.
 const VFIO_DEVICES: &str = "/dev/vfio/devices";
@@ -190,10 +190,6 @@ fn vfio_cdevs() -> Result<Vec<PathBuf>> {
         return Err(none());
     }
     Ok(paths)
-}
-
-fn yes(b: bool) -> &'static str {
-    if b { "yes" } else { "no" }
 }
 
 fn answer(r: &std::result::Result<(), Errno>) -> String {

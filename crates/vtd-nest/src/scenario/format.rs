@@ -273,6 +273,16 @@ pub enum SizeSpec {
     G1,
 }
 
+impl From<SizeSpec> for vtd_spec::addr::PageSize {
+    fn from(size: SizeSpec) -> Self {
+        match size {
+            SizeSpec::K4 => Self::Size4K,
+            SizeSpec::M2 => Self::Size2M,
+            SizeSpec::G1 => Self::Size1G,
+        }
+    }
+}
+
 /// What the guest writes into a PASID entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]

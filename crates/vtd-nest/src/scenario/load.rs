@@ -609,7 +609,7 @@ fn check_steps(sc: &Scenario, unit: &UnitConfig) -> Result<()> {
                 ..
             } => {
                 let levels = table(t)?;
-                let bytes = page_bytes(*size);
+                let bytes = vtd_spec::addr::PageSize::from(*size).bytes();
                 if *size == SizeSpec::G1 && !unit.cap.fs1gp() {
                     return Err(fail("1G first-stage pages need CAP.FS1GP, which this platform's unit does not have".into()));
                 }
@@ -967,15 +967,6 @@ pub const KINDS: [&str; 5] = [
     "pass-through",
     "untranslated",
 ];
-
-/// Bytes of a page size.
-pub fn page_bytes(size: SizeSpec) -> u64 {
-    match size {
-        SizeSpec::K4 => 4 << 10,
-        SizeSpec::M2 => 2 << 20,
-        SizeSpec::G1 => 1 << 30,
-    }
-}
 
 #[cfg(test)]
 mod tests {

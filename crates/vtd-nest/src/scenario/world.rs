@@ -610,11 +610,7 @@ impl<'a> World<'a> {
                     user: *user,
                     extra: (*accessed as u64) << 5 | (*dirty as u64) << 6,
                 };
-                let ps = match size {
-                    SizeSpec::K4 => PageSize::Size4K,
-                    SizeSpec::M2 => PageSize::Size2M,
-                    SizeSpec::G1 => PageSize::Size1G,
-                };
+                let ps = PageSize::from(*size);
                 let view = VmmView(mem);
                 let mut t = PageTable::open(
                     &view,
@@ -1269,22 +1265,11 @@ fn check_dma(
         want.push(k.clone());
         got.push(kind_name(d.first.kind).to_string());
     }
-    if let Some(p) = e.page_size {
-        let bytes = super::load::page_bytes(p);
-        if bytes != d.first.page_size.bytes() {
-            want.push(format!(
-                "{} page",
-                size_name(
-                    PageSize::from_level(match p {
-                        SizeSpec::K4 => 1,
-                        SizeSpec::M2 => 2,
-                        SizeSpec::G1 => 3,
-                    })
-                    .unwrap_or(PageSize::Size4K)
-                )
-            ));
-            got.push(format!("{} page", size_name(d.first.page_size)));
-        }
+    if let Some(p) = e.page_size.map(PageSize::from)
+        && p != d.first.page_size
+    {
+        want.push(format!("{} page", size_name(p)));
+        got.push(format!("{} page", size_name(d.first.page_size)));
     }
     if let Some(b) = e.from_iotlb
         && b != d.first.from_iotlb
