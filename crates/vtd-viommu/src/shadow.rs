@@ -125,96 +125,67 @@ pub enum Change {
     ToBlocked,
 }
 
-/// The host side of one assigned device's RID translation.
-#[derive(Debug)]
-pub struct Shadow {
-    /// The nest parent.
-    pub parent: u32,
-    /// Current attachment.
-    pub attachment: Attachment,
-    /// Nested HWPTs nothing holds any more whose destroy the host refused: kept so a
-    /// later [`Shadow::retry_destroys`] frees them instead of leaking them for the life of
-    /// the iommufd. Never the attached one.
-    pending: Vec<u32>,
-    /// Destroys of such HWPTs the host refused, retries included.
+/// Nested HWPTs nothing holds any more whose destroy the host refused, kept so a later
+/// [`PendingDestroys::retry`] frees them instead of leaking them for the life of the
+/// iommufd. Object ids belong to the iommufd, so one list serves all its devices: an id
+/// the host hands out again is [`PendingDestroys::forget`]-ten at once, and so the list
+/// never holds an HWPT anyone is attached to.
+#[derive(Debug, Default)]
+pub struct PendingDestroys {
+    ids: Vec<u32>,
+    /// Destroys the host refused, retries included.
     refused: u64,
-    /// Ids that joined `pending` since [`Shadow::take_new_refusals`] last ran, with the
+    /// Ids that joined `ids` since [`PendingDestroys::take_new`] last ran, with the
     /// host's errno: the vIOMMU logs each once, not on every retry.
-    new_refusals: Vec<(u32, Option<Errno>)>,
+    new: Vec<(u32, Option<Errno>)>,
 }
 
-impl Shadow {
-    /// A device attached to nothing yet.
-    pub fn new(parent: u32) -> Self {
-        Self {
-            parent,
-            attachment: Attachment::Blocked,
-            pending: Vec::new(),
-            refused: 0,
-            new_refusals: Vec::new(),
-        }
+impl PendingDestroys {
+    /// The nested HWPTs waiting for a retry.
+    pub fn ids(&self) -> &[u32] {
+        &self.ids
     }
 
-    /// The nested HWPTs the host refused to destroy, waiting for a retry.
-    pub fn pending_destroys(&self) -> &[u32] {
-        &self.pending
-    }
-
-    /// How many destroys of nested HWPTs the host has refused, retries included.
-    pub fn refused_destroys(&self) -> u64 {
+    /// How many destroys of such HWPTs the host has refused, retries included.
+    pub fn refused(&self) -> u64 {
         self.refused
     }
 
     /// The HWPTs whose destroy the host refused for the first time since the last call,
     /// with its errno.
-    pub fn take_new_refusals(&mut self) -> Vec<(u32, Option<Errno>)> {
-        std::mem::take(&mut self.new_refusals)
+    pub fn take_new(&mut self) -> Vec<(u32, Option<Errno>)> {
+        std::mem::take(&mut self.new)
     }
 
-    /// Try again to destroy the nested HWPTs the host refused before; an id is dropped
-    /// once its destroy succeeds, the host no longer has it, or it is in `attached` (the
-    /// attachments of every device on the iommufd: an id the host handed out again
-    /// belongs to its new owner), and kept otherwise.
-    pub fn retry_destroys<I: IoctlFd>(&mut self, iommufd: &Iommufd<I>, attached: &[u32]) {
-        let mut pending = std::mem::take(&mut self.pending);
-        // Never destroyed from under a device; kept while the host still refuses.
-        pending.retain(|hwpt| !attached.contains(hwpt) && self.destroy(iommufd, *hwpt).is_err());
-        self.pending = pending;
+    /// Try again to destroy every pending HWPT; an id is dropped once its destroy succeeds
+    /// or the host no longer has it, and kept while the host refuses.
+    pub fn retry<I: IoctlFd>(&mut self, iommufd: &Iommufd<I>) {
+        let mut ids = std::mem::take(&mut self.ids);
+        ids.retain(|hwpt| self.destroy(iommufd, *hwpt).is_err());
+        self.ids = ids;
     }
 
-    /// Drop `ids` from the pending ones: the host handed them out again, to another
-    /// device, so they are no longer this device's to destroy.
-    pub(crate) fn forget_pending(&mut self, ids: &[u32]) {
-        self.pending.retain(|p| !ids.contains(p));
-    }
-
-    /// The device's file was closed, which detaches it on the host: what it was attached
-    /// to is held no more, so a nested HWPT joins the ones to destroy.
-    pub(crate) fn device_closed(&mut self) {
-        if let Attachment::Nested { hwpt, .. } =
-            std::mem::replace(&mut self.attachment, Attachment::Blocked)
-        {
-            self.pending.push(hwpt);
+    /// Add `hwpt`, freed without a destroy tried yet, for the next [`PendingDestroys::retry`].
+    pub(crate) fn add(&mut self, hwpt: u32) {
+        if !self.ids.contains(&hwpt) {
+            self.ids.push(hwpt);
         }
     }
 
-    /// The nested HWPT the device is attached to, if any.
-    pub(crate) fn attached_hwpt(&self) -> Option<u32> {
-        match self.attachment {
-            Attachment::Nested { hwpt, .. } => Some(hwpt),
-            _ => None,
-        }
+    /// The host handed out `hwpt` again (to a new HWPT), so it is no longer one to destroy.
+    pub(crate) fn forget(&mut self, hwpt: u32) {
+        self.ids.retain(|&p| p != hwpt);
     }
 
     /// Destroy a nested HWPT nothing holds any more, or keep its id if the host refuses
     /// (a transient error, or EBUSY while something else still references it). ENOENT
     /// means it is gone already: nothing to keep.
-    fn destroy_or_keep<I: IoctlFd>(&mut self, iommufd: &Iommufd<I>, hwpt: u32) {
+    pub(crate) fn destroy_or_keep<I: IoctlFd>(&mut self, iommufd: &Iommufd<I>, hwpt: u32) {
         if let Err(errno) = self.destroy(iommufd, hwpt)
-            && !self.pending.contains(&hwpt)
+            && !self.ids.contains(&hwpt)
         {
-            self.pending.push(hwpt);
-            self.new_refusals.push((hwpt, errno));
+            self.ids.push(hwpt);
+            self.new.push((hwpt, errno));
         }
     }
 
@@ -233,19 +204,48 @@ impl Shadow {
             }
         }
     }
+}
+
+/// The host side of one assigned device's RID translation.
+#[derive(Debug)]
+pub struct Shadow {
+    /// The nest parent.
+    pub parent: u32,
+    /// Current attachment.
+    pub attachment: Attachment,
+}
+
+impl Shadow {
+    /// A device attached to nothing yet.
+    pub fn new(parent: u32) -> Self {
+        Self {
+            parent,
+            attachment: Attachment::Blocked,
+        }
+    }
+
+    /// The device's file was closed, which detaches it on the host: the nested HWPT it
+    /// was attached to, if any, is held no more.
+    pub(crate) fn device_closed(&mut self) -> Option<u32> {
+        match std::mem::replace(&mut self.attachment, Attachment::Blocked) {
+            Attachment::Nested { hwpt, .. } => Some(hwpt),
+            _ => None,
+        }
+    }
 
     /// Bring the host attachment to `target`. A nested HWPT is allocated and attached
     /// before the old one is destroyed (a replace, so DMA never sees a gap the guest did
     /// not ask for). If the host refuses any step the device is blocked, never left on a
     /// stage 1 the guest has abandoned; if even the detach is refused, the record keeps
     /// what the host still has, and the next invalidation tries again. A refused destroy
-    /// of the old HWPT keeps its id in [`Shadow::pending_destroys`].
+    /// of the old HWPT keeps its id in `pending`.
     pub fn apply<I: IoctlFd, D: IoctlFd>(
         &mut self,
         iommufd: &Arc<Iommufd<I>>,
         dev: &VfioDevice<D>,
         dev_id: u32,
         target: Target,
+        pending: &mut PendingDestroys,
     ) -> Result<Change, vtd_iommufd::Error> {
         match (target, self.attachment) {
             (Target::Parent, Attachment::Parent) => return Ok(Change::None),
@@ -281,23 +281,23 @@ impl Shadow {
             Target::Blocked(_) => dev
                 .detach_pt()
                 .map(|()| (Attachment::Blocked, Change::ToBlocked)),
-            Target::Nested { s1, did } => {
-                self.attach_nested(iommufd, dev, dev_id, s1).map(|hwpt| {
+            Target::Nested { s1, did } => self
+                .attach_nested(iommufd, dev, dev_id, s1, pending)
+                .map(|hwpt| {
                     (
                         Attachment::Nested { hwpt, s1, did },
                         Change::ToNested { hwpt },
                     )
-                })
-            }
+                }),
         };
         match reached {
             Ok((attachment, change)) => {
                 let old = std::mem::replace(&mut self.attachment, attachment);
-                self.release(iommufd, old);
+                Self::release(iommufd, old, pending);
                 Ok(change)
             }
             Err(e) => {
-                self.block(iommufd, dev);
+                self.block(iommufd, dev, pending);
                 Err(e)
             }
         }
@@ -306,18 +306,19 @@ impl Shadow {
     /// Allocate a nested HWPT for `s1` and attach the device to it (replacing what it
     /// had). A refused attach leaves the device where it was and drops the new HWPT.
     fn attach_nested<I: IoctlFd, D: IoctlFd>(
-        &mut self,
+        &self,
         iommufd: &Iommufd<I>,
         dev: &VfioDevice<D>,
         dev_id: u32,
         s1: VtdS1,
+        pending: &mut PendingDestroys,
     ) -> Result<u32, vtd_iommufd::Error> {
         let hwpt = iommufd.hwpt_alloc_nested(dev_id, self.parent, &s1, None)?;
         // The host hands out an id only once its object is gone, so a pending id equal to
         // this one was destroyed behind our back: retrying it would destroy the new HWPT.
-        self.pending.retain(|&p| p != hwpt);
+        pending.forget(hwpt);
         if let Err(e) = dev.attach_pt(hwpt) {
-            self.destroy_or_keep(iommufd, hwpt);
+            pending.destroy_or_keep(iommufd, hwpt);
             return Err(e);
         }
         Ok(hwpt)
@@ -329,20 +330,21 @@ impl Shadow {
         &mut self,
         iommufd: &Iommufd<I>,
         dev: &VfioDevice<D>,
+        pending: &mut PendingDestroys,
     ) {
         if self.attachment == Attachment::Blocked || dev.detach_pt().is_err() {
             return;
         }
         let old = std::mem::replace(&mut self.attachment, Attachment::Blocked);
-        self.release(iommufd, old);
+        Self::release(iommufd, old, pending);
     }
 
     /// Destroy the nested HWPT of an attachment nothing holds any more (kept for a retry
     /// if the host refuses). It is never the new attachment: the host cannot hand out the
     /// id of an HWPT that still exists.
-    fn release<I: IoctlFd>(&mut self, iommufd: &Iommufd<I>, old: Attachment) {
+    fn release<I: IoctlFd>(iommufd: &Iommufd<I>, old: Attachment, pending: &mut PendingDestroys) {
         if let Attachment::Nested { hwpt, .. } = old {
-            self.destroy_or_keep(iommufd, hwpt);
+            pending.destroy_or_keep(iommufd, hwpt);
         }
     }
 }

@@ -19,7 +19,7 @@ use vtd_model::{PasidLookup, Unit, UnitObserver};
 use crate::config::{HostUnsupported, guest_unit_config};
 use crate::emulated::DeviceIommu;
 use crate::memory::{GuestMemory, RegionKind};
-use crate::shadow::{Attachment, BlockReason, Change, Shadow, Target};
+use crate::shadow::{Attachment, BlockReason, Change, PendingDestroys, Shadow, Target};
 use crate::stage2::{Stage2, Stage2Error, Stage2Plan, Stage2Policy};
 
 /// The guest-facing unit.
@@ -138,6 +138,9 @@ struct Core<I, D> {
     host: VtdHwInfo,
     stage2: Stage2,
     devices: Mutex<Vec<Assigned<D>>>,
+    /// Nested HWPTs the host refused to destroy, for every device: ids are the
+    /// iommufd's. Locked after `devices`, before `events`.
+    pending: Mutex<PendingDestroys>,
     events: Mutex<EventLog>,
     unit: OnceLock<Weak<GuestUnit>>,
     /// Moves on every invalidation and remapping change, so software IOTLBs in front of
@@ -188,6 +191,7 @@ impl<I: IoctlFd + Send + Sync + 'static, D: IoctlFd + Send + Sync + 'static> VIo
             iommufd,
             host,
             devices: Mutex::new(Vec::new()),
+            pending: Mutex::new(PendingDestroys::default()),
             events: Mutex::new(EventLog::default()),
             unit: OnceLock::new(),
             generation: Arc::new(AtomicU64::new(0)),
@@ -224,10 +228,17 @@ impl<I: IoctlFd + Send + Sync + 'static, D: IoctlFd + Send + Sync + 'static> VIo
             rid_pasid: 0,
         };
         let target = self.core.target_for(&self.unit, &mut assigned);
-        match assigned
-            .shadow
-            .apply(&self.core.iommufd, &assigned.vfio, dev_id, target)
-        {
+        let mut pending = lock(&self.core.pending);
+        let applied = assigned.shadow.apply(
+            &self.core.iommufd,
+            &assigned.vfio,
+            dev_id,
+            target,
+            &mut pending,
+        );
+        self.core.log_refusals(&assigned.name, &mut pending);
+        drop(pending);
+        match applied {
             Ok(change) => self.core.log(Event::Shadowed {
                 device: assigned.name.clone(),
                 target,
@@ -241,13 +252,6 @@ impl<I: IoctlFd + Send + Sync + 'static, D: IoctlFd + Send + Sync + 'static> VIo
                 })
             }
             Err(e) => return Err(e.into()),
-        }
-        self.core.log_refusals(&mut assigned);
-        // A fresh HWPT may carry an id another device still had pending.
-        if let Some(hwpt) = assigned.shadow.attached_hwpt() {
-            for dev in devices.iter_mut() {
-                dev.shadow.forget_pending(&[hwpt]);
-            }
         }
         devices.push(assigned);
         Ok(())
@@ -286,27 +290,18 @@ impl<I: IoctlFd + Send + Sync + 'static, D: IoctlFd + Send + Sync + 'static> VIo
     /// How many nested HWPTs the host refused to destroy and the vIOMMU keeps to retry
     /// (at the guest's next invalidation, and on drop); zero once all are destroyed.
     pub fn pending_destroys(&self) -> usize {
-        lock(&self.core.devices)
-            .iter()
-            .map(|d| d.shadow.pending_destroys().len())
-            .sum()
+        lock(&self.core.pending).ids().len()
     }
 
     /// The ids of those nested HWPTs: none of them is any device's attachment.
     pub fn pending_destroy_ids(&self) -> Vec<u32> {
-        lock(&self.core.devices)
-            .iter()
-            .flat_map(|d| d.shadow.pending_destroys().iter().copied())
-            .collect()
+        lock(&self.core.pending).ids().to_vec()
     }
 
     /// How many times the host refused to destroy a nested HWPT nothing used any more,
     /// retries included.
     pub fn refused_destroys(&self) -> u64 {
-        lock(&self.core.devices)
-            .iter()
-            .map(|d| d.shadow.refused_destroys())
-            .sum()
+        lock(&self.core.pending).refused()
     }
 
     /// The host attachment of the assigned device `name`.
@@ -362,20 +357,20 @@ impl<I: IoctlFd + Send + Sync + 'static, D: IoctlFd + Send + Sync + 'static> Dro
     fn drop(&mut self) {
         let devices = std::mem::take(&mut *lock(&self.core.devices));
         let iommufd = &self.core.iommufd;
-        let mut shadows = Vec::with_capacity(devices.len());
+        let mut pending = lock(&self.core.pending);
         for dev in devices {
             let Assigned {
                 vfio, mut shadow, ..
             } = dev;
-            shadow.block(iommufd, &vfio);
+            shadow.block(iommufd, &vfio, &mut pending);
             drop(vfio);
-            shadow.device_closed();
-            shadows.push(shadow);
+            if let Some(hwpt) = shadow.device_closed() {
+                pending.add(hwpt);
+            }
         }
         // Every device file is closed: nothing is attached any more.
-        for shadow in &mut shadows {
-            shadow.retry_destroys(iommufd, &[]);
-        }
+        pending.retry(iommufd);
+        drop(pending);
         let _ = iommufd.destroy(self.core.stage2.hwpt);
         let _ = iommufd.destroy(self.core.stage2.ioas);
     }
@@ -391,11 +386,11 @@ impl<I: IoctlFd, D: IoctlFd> Core<I, D> {
         log.events.push_back(event);
     }
 
-    /// Log the HWPTs the host newly refused to destroy for `dev`.
-    fn log_refusals(&self, dev: &mut Assigned<D>) {
-        for (hwpt, errno) in dev.shadow.take_new_refusals() {
+    /// Log the HWPTs the host newly refused to destroy, released by `device`.
+    fn log_refusals(&self, device: &str, pending: &mut PendingDestroys) {
+        for (hwpt, errno) in pending.take_new() {
             self.log(Event::DestroyRefused {
-                device: dev.name.clone(),
+                device: device.to_string(),
                 hwpt,
                 errno,
             });
@@ -423,48 +418,27 @@ impl<I: IoctlFd, D: IoctlFd> Core<I, D> {
             return;
         };
         let mut devices = lock(&self.devices);
-        self.retry_destroys(&mut devices);
-        let mut fresh = Vec::new();
+        let mut pending = lock(&self.pending);
+        pending.retry(&self.iommufd);
         for dev in devices.iter_mut() {
             let target = self.target_for(&unit, dev);
-            match dev
-                .shadow
-                .apply(&self.iommufd, &dev.vfio, dev.dev_id, target)
-            {
+            let applied =
+                dev.shadow
+                    .apply(&self.iommufd, &dev.vfio, dev.dev_id, target, &mut pending);
+            self.log_refusals(&dev.name, &mut pending);
+            match applied {
                 Ok(Change::None) => {}
-                Ok(change) => {
-                    if let Change::ToNested { hwpt } = change {
-                        fresh.push(hwpt);
-                    }
-                    self.log(Event::Shadowed {
-                        device: dev.name.clone(),
-                        target,
-                        change,
-                    })
-                }
+                Ok(change) => self.log(Event::Shadowed {
+                    device: dev.name.clone(),
+                    target,
+                    change,
+                }),
                 Err(e) => self.log(Event::ShadowFailed {
                     device: dev.name.clone(),
                     target,
                     errno: e.errno(),
                 }),
             }
-            self.log_refusals(dev);
-        }
-        for dev in devices.iter_mut() {
-            dev.shadow.forget_pending(&fresh);
-        }
-    }
-
-    /// Retry the destroys every device's host refused before (never of an id some device
-    /// is attached to), logging new refusals.
-    fn retry_destroys(&self, devices: &mut [Assigned<D>]) {
-        let attached: Vec<u32> = devices
-            .iter()
-            .filter_map(|d| d.shadow.attached_hwpt())
-            .collect();
-        for dev in devices.iter_mut() {
-            dev.shadow.retry_destroys(&self.iommufd, &attached);
-            self.log_refusals(dev);
         }
     }
 
@@ -476,9 +450,10 @@ impl<I: IoctlFd, D: IoctlFd> Core<I, D> {
     fn forward(&self, did: Option<u16>, pasid: Option<u32>, entries: &[VtdS1Invalidate]) {
         let all = [VtdS1Invalidate::all()];
         let mut devices = lock(&self.devices);
+        let mut pending = lock(&self.pending);
         // Every forwarded invalidation is a chance to free what the host refused to
         // destroy before, whichever devices it covers.
-        self.retry_destroys(&mut devices);
+        pending.retry(&self.iommufd);
         for dev in devices.iter_mut() {
             let Attachment::Nested {
                 hwpt, did: dev_did, ..
@@ -496,8 +471,8 @@ impl<I: IoctlFd, D: IoctlFd> Core<I, D> {
             let Err(errno) = result else {
                 continue;
             };
-            dev.shadow.block(&self.iommufd, &dev.vfio);
-            self.log_refusals(dev);
+            dev.shadow.block(&self.iommufd, &dev.vfio, &mut pending);
+            self.log_refusals(&dev.name, &mut pending);
             if dev.shadow.attachment == Attachment::Blocked {
                 self.log(Event::Shadowed {
                     device: dev.name.clone(),
