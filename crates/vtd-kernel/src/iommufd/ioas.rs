@@ -497,40 +497,38 @@ impl Ioas {
     /// The gap-free chain of areas covering `[iova, last]`, with the part each covers;
     /// ENOENT at a gap.
     fn chain(&self, iova: u64, last: u64) -> Result<Vec<(&Area, u64, u64)>, Errno> {
+        match self.contiguous(iova, last) {
+            (pieces, true) => Ok(pieces),
+            (_, false) => Err(Errno::ENOENT),
+        }
+    }
+
+    /// The areas that follow each other without a gap from `iova` towards `last`, each
+    /// with the part `[start, end]` of the range it covers, up to the first gap; and
+    /// whether they reach `last`.
+    fn contiguous(&self, iova: u64, last: u64) -> (Vec<(&Area, u64, u64)>, bool) {
         let mut out = Vec::new();
         let mut at = iova;
         for area in self.areas_in(iova, last) {
             if area.iova > at {
-                return Err(Errno::ENOENT);
+                break;
             }
             let end = area.last.min(last);
             out.push((area, at, end));
             if end == last {
-                return Ok(out);
+                return (out, true);
             }
             at = end + 1;
         }
-        Err(Errno::ENOENT)
+        (out, false)
     }
 
     /// The ranges `[start, last]` of the areas that follow each other without a gap from
     /// `iova` towards `last`, up to the first gap (`iopt_for_each_contig_area`): what a
     /// dirty read walks before it finds out the range is not wholly mapped.
     pub(crate) fn contig_ranges(&self, iova: u64, last: u64) -> Vec<(u64, u64)> {
-        let mut out = Vec::new();
-        let mut at = iova;
-        for area in self.areas_in(iova, last) {
-            if area.iova > at {
-                break;
-            }
-            let end = area.last.min(last);
-            out.push((at, end));
-            if end == last {
-                break;
-            }
-            at = end + 1;
-        }
-        out
+        let (pieces, _) = self.contiguous(iova, last);
+        pieces.into_iter().map(|(_, at, end)| (at, end)).collect()
     }
 
     /// Every area as `(iova, len)`, lowest first.
