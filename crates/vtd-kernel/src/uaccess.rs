@@ -58,20 +58,31 @@ pub(crate) fn copy_to_user(addr: u64, data: &[u8]) -> Result<(), Errno> {
 /// faults as a whole or not at all (faults come at page boundaries).
 const STEP: u64 = 4096;
 
+/// `[addr, addr + len)` of user memory as `(address, bytes)` steps that never cross a
+/// page; EFAULT when the range wraps.
+pub(crate) fn user_steps(addr: u64, len: u64) -> Result<impl Iterator<Item = (u64, usize)>, Errno> {
+    let end = addr.checked_add(len).ok_or(Errno::EFAULT)?;
+    let mut at = addr;
+    Ok(std::iter::from_fn(move || {
+        (at < end).then(|| {
+            let n = (STEP - at % STEP).min(end - at);
+            let step = (at, n as usize);
+            at += n;
+            step
+        })
+    }))
+}
+
 /// Whether `[addr, addr + len)` of user memory is all zero (check_zeroed_user): false at
 /// the first non-zero byte, EFAULT at the first unreadable page before one.
 pub(crate) fn check_zeroed_user(addr: u64, len: u64) -> Result<bool, Errno> {
-    let end = addr.checked_add(len).ok_or(Errno::EFAULT)?;
     let mut buf = [0u8; STEP as usize];
-    let mut at = addr;
-    while at < end {
-        let n = (STEP - at % STEP).min(end - at);
-        let chunk = &mut buf[..n as usize];
+    for (at, n) in user_steps(addr, len)? {
+        let chunk = &mut buf[..n];
         copy_from_user(at, chunk)?;
         if chunk.iter().any(|&b| b != 0) {
             return Ok(false);
         }
-        at += n;
     }
     Ok(true)
 }
@@ -80,12 +91,8 @@ pub(crate) fn check_zeroed_user(addr: u64, len: u64) -> Result<bool, Errno> {
 /// cannot be written, the bytes before it zeroed.
 pub(crate) fn clear_user(addr: u64, len: u64) -> Result<(), Errno> {
     const ZEROS: [u8; STEP as usize] = [0; STEP as usize];
-    let end = addr.checked_add(len).ok_or(Errno::EFAULT)?;
-    let mut at = addr;
-    while at < end {
-        let n = (STEP - at % STEP).min(end - at);
-        copy_to_user(at, &ZEROS[..n as usize])?;
-        at += n;
+    for (at, n) in user_steps(addr, len)? {
+        copy_to_user(at, &ZEROS[..n])?;
     }
     Ok(())
 }

@@ -36,7 +36,7 @@ use crate::driver::{
     ResvRegion, UserData, UserInvalidation,
 };
 use crate::intel::IntelDriver;
-use crate::uaccess::{check_user_range, copy_from_user, read_user};
+use crate::uaccess::{check_user_range, copy_from_user, read_user, user_steps};
 
 /// Device indices from here on are mock devices (the `iommufd_mock` bus).
 pub(crate) const MOCK_DEV_BASE: DevIndex = 1 << 32;
@@ -895,13 +895,12 @@ impl Ictx {
         check_user_range(uptr, bytes, false)?;
         let mut chunk = [0u8; 4096];
         let mut count = 0;
-        let mut done = 0u64;
-        while done < bytes {
-            let n = (bytes - done).min(chunk.len() as u64);
-            let bits = &mut chunk[..n as usize];
-            copy_from_user(uptr + done, bits)?;
+        for (at, n) in user_steps(uptr, bytes)? {
+            let bits = &mut chunk[..n];
+            copy_from_user(at, bits)?;
+            let done = at - uptr;
             // Bits past `max` in the last byte do not count.
-            if done + n == bytes
+            if done + n as u64 == bytes
                 && !max.is_multiple_of(8)
                 && let Some(last) = bits.last_mut()
             {
@@ -909,7 +908,6 @@ impl Ictx {
             }
             let first = (done * 8).wrapping_mul(page_size).wrapping_add(iova);
             count += mock.mark_dirty(dom, first, page_size, bits)?;
-            done += n;
         }
         Ok(count)
     }
