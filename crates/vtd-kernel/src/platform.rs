@@ -72,13 +72,13 @@ impl DeviceDesc {
 
     /// `bus:dev.fn` as text.
     pub fn bdf(&self) -> String {
-        format!(
-            "{:02x}:{:02x}.{}",
-            self.sid >> 8,
-            (self.sid >> 3) & 0x1F,
-            self.sid & 7
-        )
+        bdf(self.sid)
     }
+}
+
+/// A source id as `bus:dev.fn` text (`00:03.0`).
+pub fn bdf(sid: u16) -> String {
+    format!("{:02x}:{:02x}.{}", sid >> 8, (sid >> 3) & 0x1F, sid & 7)
 }
 
 /// What a platform is built from.

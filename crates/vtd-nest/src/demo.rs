@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use serde_json::json;
 use vtd_iommufd::Iommufd;
+use vtd_kernel::platform::bdf;
 use vtd_kernel::{Platform, PlatformDesc};
 use vtd_model::build::Leaf;
 use vtd_model::fault::{Fault, FaultRecording};
@@ -438,11 +439,6 @@ pub fn run(rep: &mut Report<'_>) -> Result<()> {
     let s = host.stats().since(&start);
     counters(rep, &s)?;
     Ok(())
-}
-
-/// A source id as bus:device.function.
-fn bdf(sid: u16) -> String {
-    format!("{:02x}:{:02x}.{}", sid >> 8, (sid >> 3) & 0x1F, sid & 7)
 }
 
 fn fail_text(e: &DmaFail) -> String {
