@@ -157,6 +157,14 @@ impl MemoryMap {
         &self.regions
     }
 
+    /// The ROM regions as inclusive `(first, last)` GPA ranges, lowest first.
+    pub fn rom_ranges(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        self.regions
+            .iter()
+            .filter(|r| r.kind == RegionKind::Rom)
+            .map(|r| (r.gpa, r.last()))
+    }
+
     /// The region holding `gpa`.
     pub fn region_at(&self, gpa: u64) -> Option<&Region> {
         self.regions.iter().find(|r| r.contains(gpa))
@@ -240,12 +248,11 @@ impl GuestMemory {
         let last = gpa.saturating_add(len.saturating_sub(1));
         match self
             .map
-            .regions()
-            .iter()
-            .find(|r| r.kind == RegionKind::Rom && r.gpa <= last && gpa <= r.last())
+            .rom_ranges()
+            .find(|&(first, end)| first <= last && gpa <= end)
         {
-            Some(rom) if len > 0 => Err(MemError::Unbacked {
-                addr: gpa.max(rom.gpa),
+            Some((first, _)) if len > 0 => Err(MemError::Unbacked {
+                addr: gpa.max(first),
             }),
             _ => Ok(()),
         }

@@ -18,7 +18,7 @@ use vtd_model::{PasidLookup, Unit, UnitObserver};
 
 use crate::config::{HostUnsupported, guest_unit_config};
 use crate::emulated::DeviceIommu;
-use crate::memory::{GuestMemory, RegionKind};
+use crate::memory::GuestMemory;
 use crate::shadow::{Attachment, BlockReason, Change, PendingDestroys, Shadow, Target};
 use crate::stage2::{Stage2, Stage2Error, Stage2Plan, Stage2Policy};
 
@@ -321,15 +321,7 @@ impl<I: IoctlFd + Send + Sync + 'static, D: IoctlFd + Send + Sync + 'static> VIo
     /// The vIOMMU as the emulated device `sid` (requests with `pasid` if given) sees it,
     /// with the memory map's ROM read-only to its DMA.
     pub fn device_iommu(&self, sid: u16, pasid: Option<u32>) -> DeviceIommu<Arc<GuestMemory>> {
-        let rom = self
-            .unit
-            .mem()
-            .map()
-            .regions()
-            .iter()
-            .filter(|r| r.kind == RegionKind::Rom)
-            .map(|r| (r.gpa, r.last()))
-            .collect::<Vec<_>>();
+        let rom = self.unit.mem().map().rom_ranges().collect::<Vec<_>>();
         DeviceIommu::new(self.unit.clone(), sid, pasid, self.generation()).with_read_only(rom)
     }
 
