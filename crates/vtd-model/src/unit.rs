@@ -429,16 +429,17 @@ impl<M: PhysMem> Unit<M> {
     pub fn translate(&self, req: &Request) -> Result<Translation, Fault> {
         // Only the front-cache probe is inline: most translations end there, and keeping
         // the rest out of line keeps this path free of the walker's stack frame.
-        match self.front_hit(req) {
-            Some(t) => Ok(t),
-            None => self.translate_past_front(req),
+        let fast = self.fast_path_applies(req);
+        if fast && let Some(t) = self.front_hit(req) {
+            return Ok(t);
         }
+        self.translate_past_front(req, fast)
     }
 
     /// [`Unit::translate`] once the front cache did not answer: the cache probes of the
-    /// fast path, then the walk.
+    /// fast path (when `fast`: it applies to `req`), then the walk.
     #[inline(never)]
-    fn translate_past_front(&self, req: &Request) -> Result<Translation, Fault> {
+    fn translate_past_front(&self, req: &Request, fast: bool) -> Result<Translation, Fault> {
         // The thread's front cache is made on its first translation (one allocation per
         // thread and unit), not by the fill that first needs it: that fill can come from
         // an IOTLB hit on the fast path, which must not allocate.
@@ -447,7 +448,7 @@ impl<M: PhysMem> Unit<M> {
         }
         let mut obs = NoTrace;
         let mut walker = Walker::new(self, req, &mut obs, WalkMode::Normal);
-        if let Some(t) = self.fast_path(req, &mut walker.prefetch) {
+        if fast && let Some(t) = self.fast_path(req, &mut walker.prefetch) {
             return Ok(t);
         }
         let result = walker.run();

@@ -53,8 +53,9 @@ fn front_eligible(req: &Request) -> bool {
 impl<M: PhysMem> Unit<M> {
     /// True when the fast path may serve `req`: caching on, a request it handles, and
     /// remapping enabled in scalable mode.
+    /// `translate` checks it once, for both the front-cache probe and the fast path.
     #[inline(always)]
-    fn fast_path_applies(&self, req: &Request) -> bool {
+    pub(crate) fn fast_path_applies(&self, req: &Request) -> bool {
         let state = self.root_state();
         self.caches.enabled
             && front_eligible(req)
@@ -65,22 +66,17 @@ impl<M: PhysMem> Unit<M> {
 
     /// The translation of `req` if the context cache, PASID cache and IOTLB all hit
     /// cleanly; otherwise `None`, with what the walker can reuse left in `found` (the
-    /// walker's own prefetch, so nothing is copied). The front cache was tried first.
+    /// walker's own prefetch, so nothing is copied). The front cache was tried first. Only
+    /// for requests [`Unit::fast_path_applies`] to.
     #[inline]
     pub(crate) fn fast_path(&self, req: &Request, found: &mut Prefetch) -> Option<Translation> {
-        if !self.fast_path_applies(req) {
-            return None;
-        }
         self.fast_hit(req, found)
     }
 
     /// One probe of the front cache, then a check that the three cache entries behind the
-    /// answer are still cached unchanged.
+    /// answer are still cached unchanged. Only for requests [`Unit::fast_path_applies`] to.
     #[inline(always)]
     pub(crate) fn front_hit(&self, req: &Request) -> Option<Translation> {
-        if !self.fast_path_applies(req) {
-            return None;
-        }
         let caches = &self.caches;
         // The thread's index picks its front cache and, on a hit, its counters.
         let shard = shard_index();
