@@ -128,8 +128,8 @@ pub enum Change {
 /// Nested HWPTs nothing holds any more whose destroy the host refused, kept so a later
 /// [`PendingDestroys::retry`] frees them instead of leaking them for the life of the
 /// iommufd. Object ids belong to the iommufd, so one list serves all its devices: an id
-/// the host hands out again is [`PendingDestroys::forget`]-ten at once, and so the list
-/// never holds an HWPT anyone is attached to.
+/// the host hands out again for a new nested HWPT leaves the list at once, and so the
+/// list never holds an HWPT anyone is attached to.
 #[derive(Debug, Default)]
 pub struct PendingDestroys {
     ids: Vec<u32>,
