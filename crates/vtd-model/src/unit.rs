@@ -14,7 +14,7 @@ use vtd_spec::regs::{
 
 use crate::cache::{CacheOccupancy, Caches};
 use crate::config::{ConfigError, UnitConfig};
-use crate::fault::{Fault, FaultRecording, FaultStage};
+use crate::fault::{Fault, FaultRecording};
 use crate::mem::PhysMem;
 use crate::regs::{Effect, EventKind, Msi, RegisterFile};
 use crate::request::{Request, Translation};
@@ -501,7 +501,7 @@ impl<M: PhysMem> Unit<M> {
         if state.ttm() != Ttm::Scalable || !self.config.ecap.smts() {
             return PasidLookup::NotScalable;
         }
-        /// Keeps the PASID entry the walk read.
+        /// Keeps the PASID entry the lookup read.
         struct Grab(Option<(u32, vtd_spec::pasid::PasidEntry)>);
         impl crate::trace::WalkObserver for Grab {
             fn event(&mut self, event: crate::trace::WalkEvent) {
@@ -515,22 +515,12 @@ impl<M: PhysMem> Unit<M> {
             req = req.with_pasid(p);
         }
         let mut grab = Grab(None);
-        let result = self.explain(&req, &mut grab);
-        let lookup_stage = |stage| {
-            matches!(
-                stage,
-                FaultStage::RootPointer
-                    | FaultStage::RootEntry
-                    | FaultStage::ContextEntry
-                    | FaultStage::PasidDirectory
-                    | FaultStage::PasidEntry
-            )
-        };
-        match (result, grab.0) {
-            (Err(f), _) if lookup_stage(f.stage) => PasidLookup::Fault(f.reason),
-            (_, Some((pasid, entry))) => PasidLookup::Entry { pasid, entry },
-            (Err(f), None) => PasidLookup::Fault(f.reason),
-            // A walk that succeeds reads a PASID entry; the arm keeps the match total.
+        let found =
+            Walker::new(self, &req, &mut grab, WalkMode::DryRun).pasid_lookup(state.root_table());
+        match (found, grab.0) {
+            (Err(f), _) => PasidLookup::Fault(f.reason),
+            (Ok(_), Some((pasid, entry))) => PasidLookup::Entry { pasid, entry },
+            // A lookup that succeeds has read the entry; the arm keeps the match total.
             (Ok(_), None) => PasidLookup::Disabled,
         }
     }

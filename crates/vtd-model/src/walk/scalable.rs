@@ -77,24 +77,9 @@ pub(crate) struct PasidCtx {
 
 impl<M: PhysMem, O: WalkObserver> Walker<'_, M, O> {
     pub(super) fn scalable(&mut self, root_table: u64) -> Result<Translation, Stop> {
-        let ctx = self.sm_context(root_table)?;
+        let (ctx, pasid) = self.sm_context_and_pasid(root_table)?;
         let req = *self.req;
-        if req.address_type != AddressType::Untranslated && !ctx.dte {
-            return Err(self
-                .fault(FaultReason::SctDteBlocked, FaultStage::ContextEntry)
-                .into());
-        }
-        if req.pasid.is_some() && !ctx.paside {
-            return Err(self
-                .fault(FaultReason::SctPasidDisabled, FaultStage::ContextEntry)
-                .into());
-        }
         let ecap = self.unit.config.ecap;
-        let Some(pasid) = ctx.effective_pasid(&req, ecap.rps(), self.unit.limits.pasid_bits) else {
-            return Err(self
-                .fault(FaultReason::SctPasidBeyondDir, FaultStage::ContextEntry)
-                .into());
-        };
         if req.address_type == AddressType::Translated {
             // The device's TLB already translated it; with DTE=1 it passes unchanged.
             return Ok(Translation {
@@ -154,6 +139,44 @@ impl<M: PhysMem, O: WalkObserver> Walker<'_, M, O> {
         walked.map(|w| {
             w.entry
                 .translation(req.addr, w.size, w.perms, pe.did, false)
+        })
+    }
+
+    /// The context entry of the request's source id and the PASID the request looks up,
+    /// with the context entry's checks of the request (DTE, PASIDE, the PASID's range).
+    #[inline(always)]
+    fn sm_context_and_pasid(&mut self, root_table: u64) -> Result<(SmContext, u32), Stop> {
+        let ctx = self.sm_context(root_table)?;
+        let req = *self.req;
+        if req.address_type != AddressType::Untranslated && !ctx.dte {
+            return Err(self
+                .fault(FaultReason::SctDteBlocked, FaultStage::ContextEntry)
+                .into());
+        }
+        if req.pasid.is_some() && !ctx.paside {
+            return Err(self
+                .fault(FaultReason::SctPasidDisabled, FaultStage::ContextEntry)
+                .into());
+        }
+        let (rps, pasid_bits) = (self.unit.config.ecap.rps(), self.unit.limits.pasid_bits);
+        let Some(pasid) = ctx.effective_pasid(&req, rps, pasid_bits) else {
+            return Err(self
+                .fault(FaultReason::SctPasidBeyondDir, FaultStage::ContextEntry)
+                .into());
+        };
+        Ok((ctx, pasid))
+    }
+
+    /// Only the lookup part of a scalable-mode walk: root, context, PASID directory and
+    /// PASID entry, with their checks. The PASID entry read goes to the observer.
+    pub(crate) fn pasid_lookup(&mut self, root_table: u64) -> Result<PasidCtx, Fault> {
+        let found = self
+            .sm_context_and_pasid(root_table)
+            .and_then(|(ctx, pasid)| self.pasid_entry(&ctx, pasid));
+        found.map_err(|stop| match stop {
+            Stop::Fault(f) => *f,
+            // Only A/D updates restart a walk, and a lookup makes none.
+            Stop::Restart => self.fault(FaultReason::SptInvalid, FaultStage::PasidEntry),
         })
     }
 
