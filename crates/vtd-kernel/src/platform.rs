@@ -81,6 +81,26 @@ pub fn bdf(sid: u16) -> String {
     format!("{:02x}:{:02x}.{}", sid >> 8, (sid >> 3) & 0x1F, sid & 7)
 }
 
+/// The pieces a DMA of `len` bytes at `iova` is split into at 4 KiB boundaries, as PCIe
+/// requires: each piece's address and its byte range in the DMA's buffer, in order.
+///
+/// A zero-length DMA has no pieces. Addresses wrap at the top of the 64-bit space (the
+/// piece after one ending at `u64::MAX` starts at 0); the unit, not this split, refuses
+/// such an address.
+pub fn page_chunks(iova: u64, len: usize) -> impl Iterator<Item = (u64, Range<usize>)> {
+    let mut done = 0usize;
+    std::iter::from_fn(move || {
+        if done >= len {
+            return None;
+        }
+        let at = iova.wrapping_add(done as u64);
+        let chunk = ((4096 - (at & 0xFFF)) as usize).min(len - done);
+        let range = done..done + chunk;
+        done += chunk;
+        Some((at, range))
+    })
+}
+
 /// What a platform is built from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PlatformDesc {
@@ -371,7 +391,7 @@ impl Platform {
         })
     }
 
-    /// Split `[iova, iova + len)` at 4 KiB boundaries, translate each piece for `access`
+    /// Split `[iova, iova + len)` with [`page_chunks`], translate each piece for `access`
     /// and hand `move_bytes` its HPA and its byte range in the caller's buffer; a failed
     /// move is a master abort at that HPA.
     fn dma_pages(
@@ -383,13 +403,9 @@ impl Platform {
         access: Access,
         mut move_bytes: impl FnMut(u64, Range<usize>) -> Result<(), MemError>,
     ) -> Result<(), DmaError> {
-        let mut done = 0;
-        while done < len {
-            let at = iova.wrapping_add(done as u64);
-            let chunk = ((4096 - (at & 0xFFF)) as usize).min(len - done);
-            let t = self.translate(dev, pasid, at, chunk, access)?;
-            move_bytes(t.hpa, done..done + chunk).map_err(|_| DmaError::Abort(t.hpa))?;
-            done += chunk;
+        for (at, range) in page_chunks(iova, len) {
+            let t = self.translate(dev, pasid, at, range.len(), access)?;
+            move_bytes(t.hpa, range).map_err(|_| DmaError::Abort(t.hpa))?;
         }
         Ok(())
     }
@@ -411,5 +427,56 @@ impl Platform {
         }
         unit.translate(&req)
             .map_err(|f| DmaError::Fault(Box::new(f)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_chunks_split_at_every_4k_boundary() {
+        let pieces: Vec<_> = page_chunks(0x1FF0, 0x2020).collect();
+        assert_eq!(
+            pieces,
+            [
+                (0x1FF0, 0..0x10),
+                (0x2000, 0x10..0x1010),
+                (0x3000, 0x1010..0x2010),
+                (0x4000, 0x2010..0x2020),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_zero_length_dma_has_no_pieces() {
+        assert_eq!(page_chunks(0x1234, 0).count(), 0);
+        assert_eq!(page_chunks(u64::MAX, 0).count(), 0);
+    }
+
+    #[test]
+    fn pieces_wrap_to_address_zero_past_the_top_of_the_address_space() {
+        let pieces: Vec<_> = page_chunks(u64::MAX - 1, 4).collect();
+        assert_eq!(pieces, [(u64::MAX - 1, 0..2), (0, 2..4)]);
+        let last: Vec<_> = page_chunks(u64::MAX - 0xFFF, 0x1000).collect();
+        assert_eq!(last, [(u64::MAX - 0xFFF, 0..0x1000)]);
+    }
+
+    #[test]
+    fn a_dma_across_the_top_of_the_address_space_faults_at_its_first_piece() {
+        let p = Platform::new(PlatformDesc::sapphire_rapids()).unwrap();
+        let mut buf = [0u8; 4];
+        match p.dma_read(0, None, u64::MAX - 1, &mut buf) {
+            Err(DmaError::Fault(f)) => assert_eq!(f.addr, u64::MAX - 1),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_zero_length_dma_translates_nothing_and_succeeds() {
+        let p = Platform::new(PlatformDesc::sapphire_rapids()).unwrap();
+        // Not even the device is looked up: no piece, no translation.
+        assert_eq!(p.dma_read(99, None, 0x1000, &mut []), Ok(()));
+        assert_eq!(p.dma_write(99, None, u64::MAX, &[]), Ok(()));
     }
 }

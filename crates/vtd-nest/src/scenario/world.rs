@@ -6,6 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use vtd_iommufd::{IoctlFd, Iommufd, VfioDevice, VtdS1, VtdS1Invalidate};
+use vtd_kernel::platform::page_chunks;
 use vtd_kernel::{IommufdFile, Platform, VfioDeviceFile};
 use vtd_model::Unit;
 use vtd_model::build::{Format, Leaf, PageTable};
@@ -304,7 +305,8 @@ pub enum Which<'a> {
     Guest(&'a Unit<Arc<GuestMemory>>),
 }
 
-/// Translate and move the bytes of one DMA, split at 4 KiB as PCIe requires.
+/// Translate and move the bytes of one DMA, split at 4 KiB as PCIe requires
+/// ([`page_chunks`]).
 pub(crate) fn dma_through<M: PhysMem, D: PhysMem + ?Sized>(
     unit: &Unit<M>,
     data_mem: &D,
@@ -312,14 +314,14 @@ pub(crate) fn dma_through<M: PhysMem, D: PhysMem + ?Sized>(
     spec: &DmaSpec,
 ) -> std::result::Result<(Translation, Vec<u8>), DmaFail> {
     let mut buf = vec![0u8; spec.len];
-    let mut done = 0usize;
     let mut first = None;
-    loop {
-        let at = spec.iova.wrapping_add(done as u64);
-        let chunk = ((4096 - (at & 0xFFF)) as usize).min(spec.len - done);
+    // A zero-length DMA has no piece, but is still sent: one zero-length request at
+    // `iova` (CAP.ZLR).
+    let zero_length = (spec.len == 0).then_some((spec.iova, 0..0));
+    for (at, range) in page_chunks(spec.iova, spec.len).chain(zero_length) {
+        let chunk = range.len();
         let req = spec.request(sid, at, chunk as u32);
         let t = unit.translate(&req).map_err(DmaFail::Fault)?;
-        let range = done..done + chunk;
         let moved = match (spec.access, &spec.data) {
             (Access::Write, Some(d)) => data_mem.write_bytes(t.hpa, &d[range]),
             (Access::Write, None) => data_mem.write_bytes(t.hpa, &vec![0; chunk]),
@@ -327,12 +329,8 @@ pub(crate) fn dma_through<M: PhysMem, D: PhysMem + ?Sized>(
         };
         moved.map_err(|_| DmaFail::Abort(t.hpa))?;
         first.get_or_insert(t);
-        done += chunk;
-        if done >= spec.len {
-            break;
-        }
     }
-    Ok((first.expect("at least one chunk"), buf))
+    Ok((first.expect("at least one piece"), buf))
 }
 
 /// The scenario's state while its steps run.
@@ -444,7 +442,9 @@ impl<'a> World<'a> {
     /// The request of `spec`'s first byte, for explaining.
     pub fn first_request(&self, spec: &DmaSpec, sid: u16) -> Request {
         // As `dma_through` sends it: a zero-length request stays zero-length (CAP.ZLR).
-        let chunk = (4096 - (spec.iova & 0xFFF)).min(spec.len as u64);
+        let chunk = page_chunks(spec.iova, spec.len)
+            .next()
+            .map_or(0, |(_, r)| r.len());
         spec.request(sid, spec.iova, chunk as u32)
     }
 
@@ -1309,5 +1309,55 @@ mod tests {
         let mut world = World::new(&sc, &base);
         let m = world.step(&sc.steps[0].step).unwrap_err();
         assert!(m.expected.contains("not a fault reason"), "{m:?}");
+    }
+
+    /// A scenario with an assigned `nic0` and an emulated `emu0`, and a read by `emu0`.
+    fn emulated_read(iova: u64, len: usize) -> (Scenario, DmaSpec) {
+        let sc = parse(
+            "t.toml",
+            "[[device]]\nname = \"nic0\"\nguest_bdf = \"00:02.0\"\n[[device]]\nname = \"emu0\"\nkind = \"emulated\"\nguest_bdf = \"00:04.0\"\n",
+        )
+        .unwrap();
+        let spec = DmaSpec {
+            device: "emu0".into(),
+            iova,
+            access: Access::Read,
+            len,
+            pasid: None,
+            privileged: false,
+            data: None,
+        };
+        (sc, spec)
+    }
+
+    #[test]
+    fn a_zero_length_dma_is_sent_as_one_zero_length_request() {
+        let (sc, spec) = emulated_read(0x1FFC, 0);
+        let base = Base::new(&sc).unwrap();
+        let world = World::new(&sc, &base);
+        let (_, sid) = world.route("emu0").unwrap();
+        assert_eq!(world.first_request(&spec, sid).len, 0);
+        let before = world.stats(UnitSpec::Guest);
+        let done = world.dma(&spec).unwrap();
+        let sent = world.stats(UnitSpec::Guest).since(&before).translations;
+        assert_eq!(sent, 1);
+        assert_eq!(done.first.hpa, 0x1FFC);
+        assert!(done.bytes.is_empty());
+    }
+
+    #[test]
+    fn a_dma_across_a_page_boundary_is_explained_by_its_first_piece_and_sent_as_two() {
+        let (sc, spec) = emulated_read(0x1FFC, 8);
+        let base = Base::new(&sc).unwrap();
+        let world = World::new(&sc, &base);
+        let (_, sid) = world.route("emu0").unwrap();
+        let first = world.first_request(&spec, sid);
+        assert_eq!((first.addr, first.len), (0x1FFC, 4));
+        let before = world.stats(UnitSpec::Guest);
+        let done = world.dma(&spec).unwrap();
+        let sent = world.stats(UnitSpec::Guest).since(&before).translations;
+        assert_eq!(sent, 2);
+        assert_eq!(done.first.hpa, 0x1FFC);
+        assert_eq!(done.bytes.len(), 8);
     }
 }
