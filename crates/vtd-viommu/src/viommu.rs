@@ -227,16 +227,10 @@ impl<I: IoctlFd + Send + Sync + 'static, D: IoctlFd + Send + Sync + 'static> VIo
             shadow: Shadow::new(self.core.stage2.hwpt),
             rid_pasid: 0,
         };
-        let target = self.core.target_for(&self.unit, &mut assigned);
         let mut pending = lock(&self.core.pending);
-        let applied = assigned.shadow.apply(
-            &self.core.iommufd,
-            &assigned.vfio,
-            dev_id,
-            target,
-            &mut pending,
-        );
-        self.core.log_refusals(&assigned.name, &mut pending);
+        let (target, applied) = self
+            .core
+            .shadow_device(&self.unit, &mut assigned, &mut pending);
         drop(pending);
         match applied {
             Ok(change) => self.core.log(Event::Shadowed {
@@ -404,6 +398,24 @@ impl<I: IoctlFd, D: IoctlFd> Core<I, D> {
         }
     }
 
+    /// Bring `dev`'s host attachment to what the guest's tables say for its requests
+    /// without PASID, logging the HWPTs the host refused to destroy on the way; the
+    /// caller holds `devices` and `pending` (the lookup of the guest entry takes no lock)
+    /// and decides what the outcome means.
+    fn shadow_device(
+        &self,
+        unit: &GuestUnit,
+        dev: &mut Assigned<D>,
+        pending: &mut PendingDestroys,
+    ) -> (Target, Result<Change, vtd_iommufd::Error>) {
+        let target = self.target_for(unit, dev);
+        let applied = dev
+            .shadow
+            .apply(&self.iommufd, &dev.vfio, dev.dev_id, target, pending);
+        self.log_refusals(&dev.name, pending);
+        (target, applied)
+    }
+
     /// Bring every device's host attachment to what the guest's tables say now.
     fn reshadow_all(&self) {
         let Some(unit) = self.unit.get().and_then(Weak::upgrade) else {
@@ -413,11 +425,7 @@ impl<I: IoctlFd, D: IoctlFd> Core<I, D> {
         let mut pending = lock(&self.pending);
         pending.retry(&self.iommufd);
         for dev in devices.iter_mut() {
-            let target = self.target_for(&unit, dev);
-            let applied =
-                dev.shadow
-                    .apply(&self.iommufd, &dev.vfio, dev.dev_id, target, &mut pending);
-            self.log_refusals(&dev.name, &mut pending);
+            let (target, applied) = self.shadow_device(&unit, dev, &mut pending);
             match applied {
                 Ok(Change::None) => {}
                 Ok(change) => self.log(Event::Shadowed {

@@ -8,7 +8,7 @@ use common::{DID, GPA, GUEST_SID, IOVA, dma_read, guest_maps_nic, map_4k, set_st
 use vtd_kernel::DmaError;
 use vtd_spec::fault::FaultReason;
 use vtd_viommu::guest::{GuestDriver, GuestPasid};
-use vtd_viommu::shadow::{Attachment, BlockReason, Target};
+use vtd_viommu::shadow::{Attachment, BlockReason, Change, Target};
 use vtd_viommu::{Event, SkipReason};
 
 #[test]
@@ -322,4 +322,66 @@ fn moving_the_entry_to_another_domain_leaves_nothing_the_old_domain_cached() {
         Some(Attachment::Nested { did, .. }) if did == DID + 1
     ));
     assert_eq!(dma_read(&s, IOVA, 8).unwrap(), vec![2; 8]);
+}
+
+#[test]
+fn a_new_device_refused_the_parent_is_an_error_and_is_not_assigned() {
+    let s = setup();
+    s.faults.arm(
+        vtd_iommufd::ioctl::VFIO_DEVICE_ATTACH_IOMMUFD_PT,
+        vtd_iommufd::Errno::ENOMEM,
+    );
+    let _ = s.viommu.take_events();
+    assert!(
+        s.viommu
+            .add_device(common::ssd(&s.platform, &s.faults))
+            .is_err()
+    );
+    assert_eq!(s.viommu.attachment("ssd0"), None);
+    let events = s.viommu.take_events();
+    assert!(
+        !events.iter().any(|e| matches!(
+            e,
+            Event::Shadowed { device, .. } | Event::ShadowFailed { device, .. } if device == "ssd0"
+        )),
+        "{events:?}"
+    );
+}
+
+#[test]
+fn a_new_device_is_logged_as_shadowed_even_when_its_attachment_does_not_change() {
+    let s = setup();
+    // Remapping on, no context entry for the SSD: blocked, which a new device already is.
+    let _driver = GuestDriver::boot(s.viommu.unit(), s.mem.clone(), &s.pages).unwrap();
+    let _ = s.viommu.take_events();
+    s.viommu
+        .add_device(common::ssd(&s.platform, &s.faults))
+        .unwrap();
+    assert_eq!(s.viommu.attachment("ssd0"), Some(Attachment::Blocked));
+    let events = s.viommu.take_events();
+    assert!(
+        events.iter().any(|e| matches!(
+            e,
+            Event::Shadowed { device, target: Target::Blocked(_), change: Change::None }
+                if device == "ssd0"
+        )),
+        "{events:?}"
+    );
+}
+
+#[test]
+fn a_reshadow_that_changes_nothing_logs_no_shadowed_event() {
+    let s = setup();
+    let mut driver = GuestDriver::boot(s.viommu.unit(), s.mem.clone(), &s.pages).unwrap();
+    driver.add_device(GUEST_SID).unwrap();
+    let pass_through = GuestPasid::PassThrough { did: DID };
+    driver.set_pasid(GUEST_SID, 0, pass_through).unwrap();
+    assert_eq!(s.viommu.attachment("nic0"), Some(Attachment::Parent));
+    let _ = s.viommu.take_events();
+    driver.set_pasid(GUEST_SID, 0, pass_through).unwrap();
+    let events = s.viommu.take_events();
+    assert!(
+        !events.iter().any(|e| matches!(e, Event::Shadowed { .. })),
+        "{events:?}"
+    );
 }
