@@ -210,6 +210,12 @@ impl GuestMemory {
     /// writing RAM). Writes that leave guest memory fail whole.
     pub fn write(&self, gpa: u64, data: &[u8]) -> Result<(), MemError> {
         self.check_range(gpa, data.len() as u64)?;
+        self.copy_in(gpa, data)
+    }
+
+    /// Copy `data` to `gpa`, a range the caller has checked is all guest memory, so the
+    /// copy cannot stop part way.
+    fn copy_in(&self, gpa: u64, data: &[u8]) -> Result<(), MemError> {
         self.mem
             .write_slice(data, GuestAddress(gpa))
             .map_err(|_| MemError::Unbacked { addr: gpa })
@@ -326,8 +332,9 @@ impl PhysMem for GuestMemory {
     }
 
     fn write_bytes(&self, addr: u64, data: &[u8]) -> Result<(), MemError> {
+        // Checks the range too, so nothing is written unless all of it can be.
         self.check_writable(addr, data.len() as u64)?;
-        self.write(addr, data)
+        self.copy_in(addr, data)
     }
 }
 
@@ -425,6 +432,24 @@ mod tests {
         mem.read(0xB_FFF8, &mut low).unwrap();
         assert_eq!(low, [0; 8]);
         assert_eq!(mem.write_bytes(0xC_0000, &[]), Ok(()));
+    }
+
+    #[test]
+    fn a_write_that_runs_off_guest_memory_fails_and_writes_nothing() {
+        let mem = GuestMemory::new(MemoryMap::pc(2 << 20)).unwrap();
+        let end = 2 << 20;
+        let refused = Err(MemError::Unbacked { addr: end });
+        assert_eq!(mem.write(end - 8, &[0xAA; 16]), refused);
+        assert_eq!(mem.write_bytes(end - 8, &[0xAA; 16]), refused);
+        assert_eq!(mem.read_u64(end - 8), Ok(0));
+        // The VMM may write the vBIOS, but not on into the hole after it.
+        let hole = Err(MemError::Unbacked { addr: 0xD_0000 });
+        assert_eq!(mem.write(0xC_FFF8, &[0xAA; 16]), hole);
+        assert_eq!(mem.read_u64(0xC_FFF8), Ok(0));
+        // Nor past the top of the address space.
+        let top = Err(MemError::Unbacked { addr: u64::MAX });
+        assert_eq!(mem.write(u64::MAX, &[0xAA; 2]), top);
+        assert_eq!(mem.write_bytes(u64::MAX, &[0xAA; 2]), top);
     }
 
     #[test]
