@@ -9,6 +9,11 @@
 //! - `throughput`: translations per second on a NIC-like receive trace (about 90 % IOTLB
 //!   hits), one thread and two. Targets ≥ 30 M/s on one core, two threads ≥ 1.7× one.
 //!
+//! - `invalidation` (for reference): one global invalidation (every cache) and one
+//!   domain-selective IOTLB invalidation, on caches of the default size holding a working
+//!   set. A global clear touches no entry; a selective one visits every set of the IOTLB
+//!   and both paging-structure caches.
+//!
 //! Run with `cargo bench -p vtd-model --bench translate`; the ratios are printed at the end
 //! and written to `target/criterion/vtd-model-summary.json`.
 
@@ -181,6 +186,30 @@ fn cold_walk(c: &mut Criterion) {
     g.finish();
 }
 
+fn invalidation(c: &mut Criterion) {
+    let b = bench(PageSize::Size4K, CacheConfig::default());
+    let reqs = b.map_hot_pages(256).unwrap();
+    let fill = || {
+        for r in &reqs {
+            b.unit.translate(r).unwrap();
+        }
+    };
+    fill();
+    let mut g = c.benchmark_group("invalidation");
+    g.bench_function("everything", |bench| {
+        bench.iter(|| b.unit.invalidate(black_box(Invalidation::Everything)))
+    });
+    fill();
+    g.bench_function("iotlb_domain", |bench| {
+        bench.iter(|| {
+            b.unit.invalidate(black_box(Invalidation::IotlbDomain {
+                did: NestedBench::DID,
+            }))
+        })
+    });
+    g.finish();
+}
+
 fn run_trace(unit: &Unit<FlatMem>, trace: &[Request]) {
     for r in trace {
         black_box(unit.translate(r)).ok();
@@ -283,6 +312,8 @@ fn report(dir: &std::path::Path) {
     let one = trace_len / get("throughput", "nic_1_thread") * 1e3;
     let two = 2.0 * trace_len / get("throughput", "nic_2_threads") * 1e3;
     let hit_rate = HIT_RATE.load(Ordering::Relaxed) as f64 / 100.0;
+    let everything = get("invalidation", "everything");
+    let domain = get("invalidation", "iotlb_domain");
     let rows = [
         (
             "IOTLB hit ÷ HashMap lookup",
@@ -319,6 +350,12 @@ fn report(dir: &std::path::Path) {
             flushed / chase_mem,
             "(info)",
             format!("{flushed:.0} ns / {chase_mem:.1} ns"),
+        ),
+        (
+            "global invalidation (ns)",
+            everything,
+            "(info)",
+            format!("domain-selective IOTLB: {domain:.0} ns"),
         ),
         (
             "NIC trace, 1 thread (M translations/s)",
@@ -361,6 +398,7 @@ fn main() {
         .configure_from_args();
     iotlb_hit(&mut c);
     cold_walk(&mut c);
+    invalidation(&mut c);
     throughput(&mut c);
     c.final_summary();
     report(&dir);

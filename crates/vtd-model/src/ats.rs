@@ -52,7 +52,7 @@ impl<M: PhysMem> Unit<M> {
                 &key,
                 &entry.encode(),
                 size_code(translation.page_size) as u32,
-                || self.caches.epoch_unchanged(epoch),
+                self.caches.fill_from(epoch),
             );
             if inserted.is_none() {
                 self.counters.inc(Counter::FillsDropped);

@@ -246,6 +246,8 @@ impl NestedBench {
     pub const SID: u16 = 0x0100;
     /// PASID its requests carry.
     pub const PASID: u32 = 1;
+    /// Domain id of its PASID entry.
+    pub const DID: u16 = 3;
     /// Guest-physical `g` is host-physical `g + GUEST_BASE`.
     pub const GUEST_BASE: u64 = 0x0400_0000;
     /// Bytes of guest memory stage 2 maps.
@@ -281,7 +283,7 @@ impl NestedBench {
                 || next_table.fetch_add(4096, Ordering::Relaxed),
                 |g| g + Self::GUEST_BASE,
             );
-            let entry = nested_pasid_entry(ss.root(), fs.root(), Fspm::Level4, 3, 2);
+            let entry = nested_pasid_entry(ss.root(), fs.root(), Fspm::Level4, Self::DID, 2);
             tables.set_pasid_entry(Self::SID, Self::PASID, entry)?;
             enable_translation(&unit, tables.rtaddr())?;
             fs.root()

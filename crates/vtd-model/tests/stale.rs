@@ -678,3 +678,63 @@ fn caching_mode_newly_present_context_entry_translates_after_device_selective_co
 
     assert_eq!(rig.served(&s, SX), (hpa(0), false));
 }
+
+// ---------------------------------------------------------------------------------------
+// Global invalidations of translations the front cache serves
+// ---------------------------------------------------------------------------------------
+
+/// PASID 1 of `SID_A`: `X` translated three times (a walk, a fast-path hit that fills the
+/// front cache, a front-cache hit), then remapped from `hpa(0)` to `hpa(100)` in memory.
+fn front_cached_first_stage_leaf() -> (Rig, Space) {
+    let rig = Rig::new();
+    let s = rig.first_stage(SID_A, PASID_1, DID_1);
+    rig.map(&s, X, hpa(0));
+    for _ in 0..3 {
+        rig.translate(&s, X).unwrap();
+    }
+    rig.map(&s, X, hpa(100));
+    (rig, s)
+}
+
+#[test]
+fn front_cached_leaf_serves_the_old_page_without_invalidation() {
+    let (rig, s) = front_cached_first_stage_leaf();
+
+    assert_eq!(rig.served(&s, X), (hpa(0), true));
+}
+
+#[test]
+fn front_cached_leaf_serves_the_new_page_after_global_iotlb_invalidation() {
+    let (rig, s) = front_cached_first_stage_leaf();
+    let mut q = rig.queue(true);
+
+    q.submit_and_wait(&[desc::iotlb_global()]).unwrap();
+
+    assert_eq!(rig.served(&s, X), (hpa(100), false));
+}
+
+#[test]
+fn front_cached_translation_reads_the_context_entry_again_after_global_context_invalidation() {
+    let (rig, s) = front_cached_first_stage_leaf();
+    let mut q = rig.queue(true);
+    q.submit_and_wait(&[desc::cc_global()]).unwrap();
+    let before = rig.stats();
+
+    let served = rig.served(&s, X);
+
+    assert_eq!(served, (hpa(0), true), "the IOTLB entry was not invalidated");
+    assert_eq!(rig.stats().since(&before).context_cache_misses, 1);
+}
+
+#[test]
+fn front_cached_translation_reads_the_pasid_entry_again_after_global_pasid_cache_invalidation() {
+    let (rig, s) = front_cached_first_stage_leaf();
+    let mut q = rig.queue(true);
+    q.submit_and_wait(&[desc::pc_global()]).unwrap();
+    let before = rig.stats();
+
+    let served = rig.served(&s, X);
+
+    assert_eq!(served, (hpa(0), true), "the IOTLB entry was not invalidated");
+    assert_eq!(rig.stats().since(&before).pasid_cache_misses, 1);
+}

@@ -592,6 +592,8 @@ pub(crate) struct FrontEntry {
     pub(crate) did: u16,
     /// Context-cache, PASID-cache and IOTLB entries the answer came from.
     pub(crate) sources: [SlotRef; 3],
+    /// `Caches::full_clears` before the sources were looked up.
+    pub(crate) clears: u64,
 }
 
 impl FrontEntry {
@@ -604,7 +606,7 @@ impl FrontEntry {
     }
 
     #[inline]
-    pub(crate) fn encode(&self) -> [u64; 9] {
+    pub(crate) fn encode(&self) -> [u64; 10] {
         let kind = self.kind.code();
         let [c, p, i] = self.sources;
         [
@@ -621,11 +623,12 @@ impl FrontEntry {
             p.meta,
             i.index,
             i.meta,
+            self.clears,
         ]
     }
 
     #[inline]
-    pub(crate) fn decode(v: &[u64; 9]) -> Self {
+    pub(crate) fn decode(v: &[u64; 10]) -> Self {
         let kind = IotlbKind::from_code(v[0] >> 4);
         let slot = |i: usize| SlotRef {
             index: v[i],
@@ -640,6 +643,7 @@ impl FrontEntry {
             size: size_from_code(v[0] >> 6),
             did: v[2] as u16,
             sources: [slot(3), slot(5), slot(7)],
+            clears: v[9],
         }
     }
 }

@@ -25,8 +25,8 @@ pub(crate) use entries::{
     CachedContext, CachedPasid, Denial, DevTlbEntry, FrontEntry, FsPscEntry, IotlbEntry, IotlbKind,
     SsPscEntry, size_code,
 };
-pub(crate) use seqcache::SlotRef;
-use seqcache::{Fold, SeqCache};
+use seqcache::{Fill, Fold, SeqCache};
+pub(crate) use seqcache::{SlotRef, Unguarded};
 use vtd_spec::addr::PageSize;
 
 use crate::invalidation::Invalidation;
@@ -140,6 +140,11 @@ pub(crate) struct Caches {
     /// Bumped by every invalidation before it drops anything; fills from walks that
     /// started in an older epoch are refused.
     epoch: AtomicU64,
+    /// Full clears of the context cache, PASID cache or IOTLB so far, counted after each
+    /// is done. A front-cache entry keeps the count read before its sources were looked
+    /// up and is served only while it is unchanged: a full clear touches no slot, so the
+    /// sources' slot references alone would not see it.
+    full_clears: AtomicU64,
     pub(crate) context: SeqCache<1, 3>,
     pub(crate) pasid: SeqCache<1, 3>,
     pub(crate) iotlb: SeqCache<2, 2>,
@@ -157,7 +162,7 @@ pub(crate) struct Caches {
     ///
     /// Held inline, not boxed, so a probe reaches its thread's cache without one more
     /// dependent load.
-    fronts: [OnceLock<SeqCache<2, 9, Fold>>; SHARDS + 1],
+    fronts: [OnceLock<SeqCache<2, 10, Fold>>; SHARDS + 1],
     /// Geometry of each front cache (that of the IOTLB).
     front_geometry: (usize, usize),
 }
@@ -175,6 +180,7 @@ impl Caches {
         Self {
             enabled: config.enabled,
             epoch: AtomicU64::new(0),
+            full_clears: AtomicU64::new(0),
             context: SeqCache::new(cs, cw, policy),
             pasid: SeqCache::new(ps, pw, policy),
             iotlb: SeqCache::new(is, iw, policy),
@@ -188,12 +194,12 @@ impl Caches {
 
     /// The front cache of the thread with counter-shard index `shard`, if it made one.
     #[inline(always)]
-    pub(crate) fn front(&self, shard: usize) -> Option<&SeqCache<2, 9, Fold>> {
+    pub(crate) fn front(&self, shard: usize) -> Option<&SeqCache<2, 10, Fold>> {
         self.fronts.get(shard)?.get()
     }
 
     /// The front cache of the thread with counter-shard index `shard`, made if need be.
-    pub(crate) fn front_or_make(&self, shard: usize) -> &SeqCache<2, 9, Fold> {
+    pub(crate) fn front_or_make(&self, shard: usize) -> &SeqCache<2, 10, Fold> {
         self.fronts[shard.min(SHARDS)].get_or_init(|| {
             let (sets, ways) = self.front_geometry;
             SeqCache::new(sets, ways, Replacement::Fifo)
@@ -206,29 +212,56 @@ impl Caches {
         self.epoch.load(Ordering::Acquire)
     }
 
-    /// True when no invalidation started since `epoch` was read. Called under a set lock,
-    /// which orders it against the invalidation's own pass over that set.
+    /// Full clears of the caches a front-cache entry comes from, so far (read it before
+    /// looking the sources up).
+    #[inline(always)]
+    pub(crate) fn full_clears(&self) -> u64 {
+        self.full_clears.load(Ordering::Acquire)
+    }
+
+    /// The fill of an entry whose data was read from `epoch` on (the value
+    /// [`Caches::epoch`] gave before the first read).
     #[inline]
-    pub(crate) fn epoch_unchanged(&self, epoch: u64) -> bool {
-        self.epoch.load(Ordering::Acquire) == epoch
+    pub(crate) fn fill_from(&self, epoch: u64) -> EpochFill<'_> {
+        EpochFill {
+            current: &self.epoch,
+            started: epoch,
+        }
     }
 
     /// Drop what `inv` covers (§8.4).
     pub(crate) fn invalidate(&self, inv: &Invalidation) {
         // Publish the new epoch before dropping anything: a fill that takes a set lock after
-        // this pass over the set sees it and gives up.
-        self.epoch.fetch_add(1, Ordering::SeqCst);
+        // this pass over the set sees it and gives up, and a full clear drops every entry
+        // stamped before it.
+        let epoch = self.epoch.fetch_add(1, Ordering::SeqCst) + 1;
+        self.drop_covered(inv, epoch);
+        if matches!(
+            inv,
+            Invalidation::Everything
+                | Invalidation::ContextAll
+                | Invalidation::PasidCacheAll
+                | Invalidation::IotlbAll
+        ) {
+            // After the clears: a front fill that read the old count may have looked its
+            // sources up before them, and is served no more.
+            self.full_clears.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// The drops of [`Caches::invalidate`], in invalidation epoch `epoch`.
+    fn drop_covered(&self, inv: &Invalidation, epoch: u64) {
         match *inv {
             Invalidation::Everything => {
-                self.context.clear();
-                self.pasid.clear();
-                self.iotlb.clear();
-                self.fs_psc.clear();
-                self.ss_psc.clear();
-                self.devtlb.clear();
+                self.context.clear(epoch);
+                self.pasid.clear(epoch);
+                self.iotlb.clear(epoch);
+                self.fs_psc.clear(epoch);
+                self.ss_psc.clear(epoch);
+                self.devtlb.clear(epoch);
             }
             Invalidation::ContextAll => {
-                self.context.clear();
+                self.context.clear(epoch);
             }
             Invalidation::ContextDomain { did } => {
                 self.context
@@ -240,7 +273,7 @@ impl Caches {
                     .retain_not(|k, _| CachedContext::key_sid(k) & mask == sid & mask);
             }
             Invalidation::PasidCacheAll => {
-                self.pasid.clear();
+                self.pasid.clear(epoch);
             }
             Invalidation::PasidCacheDomain { did } => {
                 self.pasid
@@ -254,9 +287,9 @@ impl Caches {
                 });
             }
             Invalidation::IotlbAll => {
-                self.iotlb.clear();
-                self.fs_psc.clear();
-                self.ss_psc.clear();
+                self.iotlb.clear(epoch);
+                self.fs_psc.clear(epoch);
+                self.ss_psc.clear(epoch);
             }
             Invalidation::IotlbDomain { did } => {
                 self.iotlb.retain_not(|k, _| IotlbEntry::key_did(k) == did);
@@ -343,6 +376,26 @@ impl Caches {
             ss_psc: self.ss_psc.len(),
             devtlb: self.devtlb.len(),
         }
+    }
+}
+
+/// A fill from a walk that started in invalidation epoch `started`: stamped with it, and
+/// dropped when an invalidation began since (the check runs under the set lock, which
+/// orders it against the invalidation's own pass over that set).
+pub(crate) struct EpochFill<'a> {
+    current: &'a AtomicU64,
+    started: u64,
+}
+
+impl Fill for EpochFill<'_> {
+    #[inline]
+    fn stamp(&self) -> u64 {
+        self.started
+    }
+
+    #[inline]
+    fn still_valid(&self) -> bool {
+        self.current.load(Ordering::Acquire) == self.started
     }
 }
 

@@ -8,6 +8,11 @@
 //! Fills carry the invalidation epoch their walk started in; a fill whose epoch is stale
 //! is dropped under the set lock, so a walk that raced with an invalidation can never
 //! re-insert what the invalidation removed (see [`SeqCache::insert`]).
+//!
+//! Each entry keeps that epoch as its stamp, which makes a full clear O(1): the cache
+//! records the epoch of the clear and from then on ignores every entry stamped before it
+//! (see [`SeqCache::clear`]). A global invalidation touches no slot, so it neither costs
+//! a pass over thousands of entries nor evicts the host cache lines the next walks need.
 
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
@@ -21,6 +26,29 @@ const REFERENCED: u64 = 2;
 /// Metadata bits 63:2 count the writes of the slot (fills and drops), so a reader that
 /// remembers a slot's metadata knows later whether it still holds the same entry.
 const GENERATION: u64 = 4;
+
+/// What a fill carries: the stamp its entry gets and the check it must pass under the set
+/// lock.
+pub(crate) trait Fill {
+    /// The invalidation epoch the entry's data was read in (see [`SeqCache::clear`]).
+    fn stamp(&self) -> u64;
+    /// False when the entry's data may predate an invalidation: the fill is dropped.
+    fn still_valid(&self) -> bool;
+}
+
+/// A fill no invalidation can race with: entries of a cache that is never cleared, and
+/// tests.
+pub(crate) struct Unguarded;
+
+impl Fill for Unguarded {
+    fn stamp(&self) -> u64 {
+        0
+    }
+
+    fn still_valid(&self) -> bool {
+        true
+    }
+}
 
 /// Where an entry sits and which generation it was: enough to check later, without a
 /// lookup, that the entry is still cached unchanged.
@@ -64,9 +92,11 @@ struct SetHeader {
     hand: AtomicU32,
 }
 
-/// One entry's storage: the metadata word, then the key and value words.
+/// One entry's storage: the metadata word, the stamp, then the key and value words.
 struct Slot<const K: usize, const V: usize> {
     meta: AtomicU64,
+    /// The fill's [`Fill::stamp`]; the entry is gone once a clear at a later epoch ran.
+    stamp: AtomicU64,
     key: [AtomicU64; K],
     value: [AtomicU64; V],
 }
@@ -75,6 +105,7 @@ impl<const K: usize, const V: usize> Slot<K, V> {
     fn new() -> Self {
         Self {
             meta: AtomicU64::new(0),
+            stamp: AtomicU64::new(0),
             key: std::array::from_fn(|_| AtomicU64::new(0)),
             value: std::array::from_fn(|_| AtomicU64::new(0)),
         }
@@ -91,6 +122,13 @@ impl<const K: usize, const V: usize> Slot<K, V> {
         rest.fold(true, |same, (cell, k)| {
             same & (cell.load(Ordering::Relaxed) == *k)
         })
+    }
+
+    /// True when the slot holds an entry no clear has dropped since it was filled. A
+    /// cache never cleared (`cleared` 0) needs no look at the stamp.
+    #[inline(always)]
+    fn live(&self, meta: u64, cleared: u64) -> bool {
+        meta & VALID != 0 && (cleared == 0 || self.stamp.load(Ordering::Relaxed) >= cleared)
     }
 
     #[inline(always)]
@@ -157,6 +195,8 @@ pub(crate) struct SeqCache<const K: usize, const V: usize, H = Mix> {
     /// worst stay unseen until the next fill of its kind, which is a miss (a fresh walk),
     /// never a stale hit.
     kinds: AtomicU64,
+    /// Entries stamped below this are gone: the epoch of the last full clear.
+    cleared: AtomicU64,
     hash: PhantomData<H>,
 }
 
@@ -178,6 +218,7 @@ impl<const K: usize, const V: usize, H: SetHash<K>> SeqCache<K, V, H> {
             policy,
             rng: AtomicU64::new(0x9E37_79B9_7F4A_7C15),
             kinds: AtomicU64::new(0),
+            cleared: AtomicU64::new(0),
             hash: PhantomData,
         }
     }
@@ -208,12 +249,12 @@ impl<const K: usize, const V: usize, H: SetHash<K>> SeqCache<K, V, H> {
         key: &[u64; K],
         value: &[u64; V],
         kind: u32,
-        still_valid: impl FnOnce() -> bool,
+        fill: impl Fill,
     ) -> Option<SlotRef> {
         if !self.may_hold(kind) {
             self.kinds.fetch_or(1 << kind, Ordering::Relaxed);
         }
-        self.insert(key, value, still_valid)
+        self.insert(key, value, fill)
     }
 
     /// The value cached under `key`, if any.
@@ -228,13 +269,14 @@ impl<const K: usize, const V: usize, H: SetHash<K>> SeqCache<K, V, H> {
         let set = self.set_of(key);
         let header = &self.headers[set];
         let slots = self.set_slots(set);
+        let cleared = self.cleared.load(Ordering::Acquire);
         loop {
             let before = header.seq.load(Ordering::Acquire);
             if before & 1 != 0 {
                 std::hint::spin_loop();
                 continue;
             }
-            let found = Self::scan(slots, key);
+            let found = Self::scan(slots, key, cleared);
             fence(Ordering::Acquire);
             if header.seq.load(Ordering::Relaxed) != before {
                 continue;
@@ -249,7 +291,9 @@ impl<const K: usize, const V: usize, H: SetHash<K>> SeqCache<K, V, H> {
         }
     }
 
-    /// The slot `r` names, if it still holds the entry it named.
+    /// The slot `r` names, if it still holds the entry it named. A full clear touches no
+    /// slot, so this does not see one: a caller that keeps references across lookups
+    /// must also check that no full clear ran since (see `Caches::full_clears`).
     #[inline]
     pub(crate) fn current(&self, r: SlotRef) -> Option<CurrentSlot<'_>> {
         let slot = self.slots.get(r.index as usize)?;
@@ -261,18 +305,20 @@ impl<const K: usize, const V: usize, H: SetHash<K>> SeqCache<K, V, H> {
         })
     }
 
-    /// Find `key` among `slots`: its way, slot, metadata and a copy of its value.
+    /// Find `key` among `slots`, ignoring entries stamped before `cleared`: its way, slot,
+    /// metadata and a copy of its value.
     #[inline(always)]
     fn scan<'s>(
         slots: &'s [Slot<K, V>],
         key: &[u64; K],
+        cleared: u64,
     ) -> Option<(usize, &'s Slot<K, V>, u64, [u64; V])> {
         for (way, slot) in slots.iter().enumerate() {
             if !slot.holds(key) {
                 continue;
             }
             let meta = slot.meta.load(Ordering::Relaxed);
-            if meta & VALID == 0 {
+            if !slot.live(meta, cleared) {
                 continue;
             }
             return Some((way, slot, meta, slot.load_value()));
@@ -317,24 +363,25 @@ impl<const K: usize, const V: usize, H: SetHash<K>> SeqCache<K, V, H> {
     }
 
     /// Insert `value` under `key`, replacing an existing entry with the same key or a
-    /// victim chosen by the policy. `still_valid` runs under the set lock; the fill is
-    /// dropped (returns `None`) when it says the walk raced with an invalidation. On
-    /// success, returns where the entry now sits.
+    /// victim chosen by the policy. [`Fill::still_valid`] runs under the set lock; the
+    /// fill is dropped (returns `None`) when it says the walk raced with an invalidation.
+    /// On success, returns where the entry now sits.
     pub(crate) fn insert(
         &self,
         key: &[u64; K],
         value: &[u64; V],
-        still_valid: impl FnOnce() -> bool,
+        fill: impl Fill,
     ) -> Option<SlotRef> {
         let set = self.set_of(key);
         let locked = self.lock(set);
-        if !still_valid() {
+        if !fill.still_valid() {
             self.unlock(set, locked);
             return None;
         }
         let slots = self.set_slots(set);
         let way = self.choose_way(set, slots, key);
         let slot = &slots[way];
+        slot.stamp.store(fill.stamp(), Ordering::Relaxed);
         for (cell, k) in slot.key.iter().zip(key) {
             cell.store(*k, Ordering::Relaxed);
         }
@@ -350,13 +397,15 @@ impl<const K: usize, const V: usize, H: SetHash<K>> SeqCache<K, V, H> {
         })
     }
 
-    /// The way to fill: the entry with the same key, else a free way, else the victim.
+    /// The way to fill: the entry with the same key, else a free way (one a clear
+    /// dropped counts as free), else the victim.
     #[inline(always)]
     fn choose_way(&self, set: usize, slots: &[Slot<K, V>], key: &[u64; K]) -> usize {
+        let cleared = self.cleared.load(Ordering::Relaxed);
         let mut free = None;
         for (way, slot) in slots.iter().enumerate() {
             let meta = slot.meta.load(Ordering::Relaxed);
-            if meta & VALID == 0 {
+            if !slot.live(meta, cleared) {
                 free.get_or_insert(way);
             } else if slot.holds(key) {
                 return way;
@@ -406,11 +455,12 @@ impl<const K: usize, const V: usize, H: SetHash<K>> SeqCache<K, V, H> {
         mut matches: impl FnMut(&[u64; K], &[u64; V]) -> bool,
     ) -> usize {
         let mut dropped = 0;
+        let cleared = self.cleared.load(Ordering::Acquire);
         for set in 0..self.headers.len() {
             let locked = self.lock(set);
             for slot in self.set_slots(set) {
                 let meta = slot.meta.load(Ordering::Relaxed);
-                if meta & VALID == 0 {
+                if !slot.live(meta, cleared) {
                     continue;
                 }
                 let key = std::array::from_fn(|i| slot.key[i].load(Ordering::Relaxed));
@@ -425,17 +475,25 @@ impl<const K: usize, const V: usize, H: SetHash<K>> SeqCache<K, V, H> {
         dropped
     }
 
-    /// Drop every entry, and forget which kinds were ever inserted (see `kinds`).
-    pub(crate) fn clear(&self) -> usize {
+    /// Drop every entry stamped before `epoch`, and forget which kinds were ever inserted
+    /// (see `kinds`). O(1): no slot is touched; lookups, fills and drops from now on treat
+    /// those entries as absent.
+    ///
+    /// `epoch` is the invalidation epoch the clear published before calling this. A fill
+    /// stamped below it either passed its epoch check before that publication, so its
+    /// data may be stale and it is dropped here, or fails the check; a fill from a walk
+    /// that started after the publication is stamped `epoch` or later and survives.
+    pub(crate) fn clear(&self, epoch: u64) {
         self.kinds.store(0, Ordering::Relaxed);
-        self.retain_not(|_, _| true)
+        self.cleared.fetch_max(epoch, Ordering::AcqRel);
     }
 
-    /// Number of valid entries (for tests and statistics; not a consistent snapshot).
+    /// Number of entries held (for tests and statistics; not a consistent snapshot).
     pub(crate) fn len(&self) -> usize {
+        let cleared = self.cleared.load(Ordering::Acquire);
         self.slots
             .iter()
-            .filter(|slot| slot.meta.load(Ordering::Relaxed) & VALID != 0)
+            .filter(|slot| slot.live(slot.meta.load(Ordering::Relaxed), cleared))
             .count()
     }
 }
@@ -444,10 +502,36 @@ impl<const K: usize, const V: usize, H: SetHash<K>> SeqCache<K, V, H> {
 mod tests {
     use super::*;
 
+    /// A fill whose check passes, with the stamp given.
+    struct At(u64);
+
+    impl Fill for At {
+        fn stamp(&self) -> u64 {
+            self.0
+        }
+
+        fn still_valid(&self) -> bool {
+            true
+        }
+    }
+
+    /// A fill that raced with an invalidation.
+    struct Refused;
+
+    impl Fill for Refused {
+        fn stamp(&self) -> u64 {
+            0
+        }
+
+        fn still_valid(&self) -> bool {
+            false
+        }
+    }
+
     #[test]
     fn inserted_value_is_found_by_its_key() {
         let cache = SeqCache::<1, 2>::new(4, 2, Replacement::Clock);
-        assert!(cache.insert(&[7], &[70, 71], || true).is_some());
+        assert!(cache.insert(&[7], &[70, 71], Unguarded).is_some());
         assert_eq!(cache.lookup(&[7]), Some([70, 71]));
         assert_eq!(cache.lookup(&[8]), None);
     }
@@ -455,8 +539,8 @@ mod tests {
     #[test]
     fn insert_with_same_key_replaces_the_value() {
         let cache = SeqCache::<1, 1>::new(1, 4, Replacement::Fifo);
-        cache.insert(&[1], &[10], || true);
-        cache.insert(&[1], &[11], || true);
+        cache.insert(&[1], &[10], Unguarded);
+        cache.insert(&[1], &[11], Unguarded);
         assert_eq!(cache.lookup(&[1]), Some([11]));
         assert_eq!(cache.len(), 1);
     }
@@ -464,16 +548,16 @@ mod tests {
     #[test]
     fn fill_refused_by_epoch_check_inserts_nothing() {
         let cache = SeqCache::<1, 1>::new(1, 4, Replacement::Fifo);
-        assert!(cache.insert(&[1], &[10], || false).is_none());
+        assert!(cache.insert(&[1], &[10], Refused).is_none());
         assert_eq!(cache.lookup(&[1]), None);
     }
 
     #[test]
     fn full_set_evicts_oldest_under_fifo() {
         let cache = SeqCache::<1, 1>::new(1, 2, Replacement::Fifo);
-        cache.insert(&[1], &[10], || true);
-        cache.insert(&[2], &[20], || true);
-        cache.insert(&[3], &[30], || true);
+        cache.insert(&[1], &[10], Unguarded);
+        cache.insert(&[2], &[20], Unguarded);
+        cache.insert(&[3], &[30], Unguarded);
         assert_eq!(cache.lookup(&[1]), None);
         assert_eq!(cache.lookup(&[2]), Some([20]));
         assert_eq!(cache.lookup(&[3]), Some([30]));
@@ -482,10 +566,10 @@ mod tests {
     #[test]
     fn clock_keeps_a_recently_hit_entry() {
         let cache = SeqCache::<1, 1>::new(1, 2, Replacement::Clock);
-        cache.insert(&[1], &[10], || true);
-        cache.insert(&[2], &[20], || true);
+        cache.insert(&[1], &[10], Unguarded);
+        cache.insert(&[2], &[20], Unguarded);
         assert!(cache.lookup(&[1]).is_some());
-        cache.insert(&[3], &[30], || true);
+        cache.insert(&[3], &[30], Unguarded);
         assert_eq!(cache.lookup(&[1]), Some([10]));
         assert_eq!(cache.lookup(&[2]), None);
     }
@@ -493,19 +577,70 @@ mod tests {
     #[test]
     fn a_cleared_cache_holds_no_kind_until_the_next_fill() {
         let cache = SeqCache::<1, 1>::new(4, 2, Replacement::Clock);
-        cache.insert_kind(&[1], &[10], 3, || true);
+        cache.insert_kind(&[1], &[10], 3, Unguarded);
         assert!(cache.may_hold(3));
-        cache.clear();
+        cache.clear(1);
         assert!(!cache.may_hold(3), "an empty cache needs no probe");
-        cache.insert_kind(&[2], &[20], 3, || true);
+        cache.insert_kind(&[2], &[20], 3, At(1));
         assert!(cache.may_hold(3));
         assert_eq!(cache.lookup(&[2]), Some([20]));
     }
 
     #[test]
+    fn clear_drops_entries_stamped_before_its_epoch_only() {
+        let cache = SeqCache::<1, 1>::new(4, 2, Replacement::Clock);
+        cache.insert(&[1], &[10], At(4));
+        cache.insert(&[2], &[20], At(5));
+        cache.clear(5);
+        assert_eq!(cache.lookup(&[1]), None);
+        assert_eq!(cache.lookup(&[2]), Some([20]), "filled by a walk after the clear");
+        assert_eq!(cache.len(), 1);
+    }
+
+    #[test]
+    fn an_older_clear_never_revives_entries() {
+        let cache = SeqCache::<1, 1>::new(1, 2, Replacement::Clock);
+        cache.insert(&[1], &[10], At(3));
+        cache.clear(7);
+        cache.clear(4);
+        assert_eq!(cache.lookup(&[1]), None);
+    }
+
+    #[test]
+    fn cleared_slots_are_free_for_new_fills() {
+        let cache = SeqCache::<1, 1>::new(1, 2, Replacement::Fifo);
+        cache.insert(&[1], &[10], At(0));
+        cache.insert(&[2], &[20], At(0));
+        cache.clear(1);
+        cache.insert(&[3], &[30], At(1));
+        cache.insert(&[4], &[40], At(1));
+        assert_eq!(cache.lookup(&[3]), Some([30]), "no live entry was evicted");
+        assert_eq!(cache.lookup(&[4]), Some([40]));
+    }
+
+    #[test]
+    fn a_refill_after_a_clear_is_found_beside_its_cleared_copy() {
+        let cache = SeqCache::<1, 1>::new(1, 2, Replacement::Fifo);
+        cache.insert(&[5], &[50], At(0));
+        cache.clear(1);
+        cache.insert(&[5], &[51], At(1));
+        assert_eq!(cache.lookup(&[5]), Some([51]));
+        assert_eq!(cache.len(), 1);
+    }
+
+    #[test]
+    fn drops_after_a_clear_count_only_live_entries() {
+        let cache = SeqCache::<1, 1>::new(2, 2, Replacement::Clock);
+        cache.insert(&[1], &[10], At(0));
+        cache.clear(1);
+        cache.insert(&[2], &[20], At(1));
+        assert_eq!(cache.retain_not(|_, _| true), 1);
+    }
+
+    #[test]
     fn dropping_some_entries_keeps_the_kinds() {
         let cache = SeqCache::<1, 1>::new(4, 2, Replacement::Clock);
-        cache.insert_kind(&[1], &[10], 2, || true);
+        cache.insert_kind(&[1], &[10], 2, Unguarded);
         cache.retain_not(|k, _| k[0] == 1);
         assert!(cache.may_hold(2), "only a full clear resets the kinds");
     }
@@ -514,7 +649,7 @@ mod tests {
     fn retain_not_drops_only_matching_entries() {
         let cache = SeqCache::<1, 1>::new(8, 2, Replacement::Clock);
         for k in 0..8 {
-            cache.insert(&[k], &[k % 2], || true);
+            cache.insert(&[k], &[k % 2], Unguarded);
         }
         assert_eq!(cache.retain_not(|_, v| v[0] == 1), 4);
         assert_eq!(cache.lookup(&[3]), None);
@@ -524,15 +659,15 @@ mod tests {
     #[test]
     fn slot_ref_stops_matching_once_the_entry_is_replaced_or_dropped() {
         let cache = SeqCache::<1, 1>::new(1, 1, Replacement::Fifo);
-        cache.insert(&[1], &[10], || true);
+        cache.insert(&[1], &[10], Unguarded);
         let (_, r) = cache.lookup_ref(&[1]).unwrap();
         assert!(cache.current(r).is_some());
-        cache.insert(&[2], &[20], || true);
+        cache.insert(&[2], &[20], Unguarded);
         assert!(cache.current(r).is_none());
         let (_, r2) = cache.lookup_ref(&[2]).unwrap();
-        cache.clear();
+        cache.retain_not(|_, _| true);
         assert!(cache.current(r2).is_none());
-        let r3 = cache.insert(&[2], &[20], || true).unwrap();
+        let r3 = cache.insert(&[2], &[20], At(0)).unwrap();
         assert!(cache.current(r2).is_none(), "a refill is a new generation");
         assert_eq!(
             cache.lookup_ref(&[2]).unwrap().1,
@@ -546,11 +681,11 @@ mod tests {
         // Writers keep replacing one key's value with (n, n); a torn read would show a
         // mismatched pair.
         let cache = SeqCache::<1, 2>::new(1, 1, Replacement::Fifo);
-        cache.insert(&[1], &[0, 0], || true);
+        cache.insert(&[1], &[0, 0], Unguarded);
         std::thread::scope(|s| {
             s.spawn(|| {
                 for n in 1..20_000u64 {
-                    cache.insert(&[1], &[n, n], || true);
+                    cache.insert(&[1], &[n, n], Unguarded);
                 }
             });
             for _ in 0..20_000 {

@@ -23,7 +23,8 @@ use vtd_spec::regs::Ttm;
 
 use super::{PasidCtx, SmContext, Walker};
 use crate::cache::{
-    CachedContext, CachedPasid, FrontEntry, IotlbEntry, IotlbKind, SlotRef, lookup_page,
+    CachedContext, CachedPasid, FrontEntry, IotlbEntry, IotlbKind, SlotRef, Unguarded,
+    lookup_page,
 };
 use crate::mem::PhysMem;
 use crate::request::{AddressType, Perms, Request, Translation};
@@ -41,6 +42,8 @@ pub(crate) struct Prefetch {
     pub(crate) pasid: Option<(u32, PasidCtx, SlotRef)>,
     /// The IOTLB holds no entry of any page size for the request.
     pub(crate) iotlb_absent: bool,
+    /// `Caches::full_clears` before the lookups, for a front-cache fill from them.
+    pub(crate) clears: u64,
 }
 
 /// True for the requests the fast path (and so the front cache) serves: untranslated, no
@@ -82,6 +85,9 @@ impl<M: PhysMem> Unit<M> {
         let shard = shard_index();
         let key = FrontEntry::key(req.sid, req.pasid, front_privileged(req), req.addr);
         let entry = FrontEntry::decode(&caches.front(shard)?.lookup(&key)?);
+        if entry.clears != caches.full_clears() {
+            return None;
+        }
         let [context, pasid, iotlb] = entry.sources;
         let context = caches.context.current(context)?;
         let pasid = caches.pasid.current(pasid)?;
@@ -110,6 +116,7 @@ impl<M: PhysMem> Unit<M> {
     #[inline]
     fn fast_hit(&self, req: &Request, found: &mut Prefetch) -> Option<Translation> {
         let caches = &self.caches;
+        found.clears = caches.full_clears();
         let (raw_ctx, ctx_ref) = caches
             .context
             .lookup_ref(&CachedContext::key(req.sid, false))?;
@@ -154,7 +161,7 @@ impl<M: PhysMem> Unit<M> {
             size,
             perms,
             pe.did,
-            [ctx_ref, pasid_ref, iotlb_ref],
+            ([ctx_ref, pasid_ref, iotlb_ref], found.clears),
         );
         Some(t)
     }
@@ -179,7 +186,8 @@ impl<M: PhysMem> Unit<M> {
     }
 
     /// Remember in the front cache what IOTLB `entry` (of page `size`) answers `req`, tied
-    /// to the context-cache, PASID-cache and IOTLB entries in `sources`.
+    /// to the context-cache, PASID-cache and IOTLB entries in `sources` and to the count
+    /// of full clears read before they were looked up.
     #[inline]
     fn front_fill(
         &self,
@@ -188,7 +196,7 @@ impl<M: PhysMem> Unit<M> {
         size: PageSize,
         perms: Perms,
         did: u16,
-        sources: [SlotRef; 3],
+        (sources, clears): ([SlotRef; 3], u64),
     ) {
         let page_in_entry = req.addr & size.offset_mask() & !0xFFF;
         // Both callers checked this very page against the interrupt range, which starts and
@@ -205,10 +213,11 @@ impl<M: PhysMem> Unit<M> {
             size,
             did,
             sources,
+            clears,
         };
         let key = FrontEntry::key(req.sid, req.pasid, front_privileged(req), req.addr);
         let front_cache = self.caches.front_or_make(shard_index());
-        front_cache.insert(&key, &front.encode(), || true);
+        front_cache.insert(&key, &front.encode(), Unguarded);
     }
 }
 
@@ -249,7 +258,7 @@ impl<M: PhysMem, O: WalkObserver> Walker<'_, M, O> {
             size,
             perms,
             pe.did,
-            [ctx_ref, pasid_ref, iotlb_ref],
+            ([ctx_ref, pasid_ref, iotlb_ref], self.prefetch.clears),
         );
     }
 }

@@ -203,10 +203,11 @@ impl<'a, M: PhysMem, O: WalkObserver> Walker<'a, M, O> {
         self.obs.event(WalkEvent::Cache { cache, hit });
     }
 
-    /// The guard a cache fill runs under its set lock: the walk must not have raced with
-    /// an invalidation. A refused fill is counted.
-    pub(crate) fn fill_guard(&self) -> impl FnOnce() -> bool + '_ {
-        move || self.unit.caches.epoch_unchanged(self.epoch)
+    /// What a cache fill of this walk carries: its start epoch as the entry's stamp, and
+    /// the check under the set lock that it did not race with an invalidation (a refused
+    /// fill is counted by [`Walker::note_fill`]).
+    pub(crate) fn fill_guard(&self) -> crate::cache::EpochFill<'_> {
+        self.unit.caches.fill_from(self.epoch)
     }
 
     /// Count a fill the epoch check refused; pass the fill's result on.
