@@ -722,7 +722,11 @@ fn front_cached_translation_reads_the_context_entry_again_after_global_context_i
 
     let served = rig.served(&s, X);
 
-    assert_eq!(served, (hpa(0), true), "the IOTLB entry was not invalidated");
+    assert_eq!(
+        served,
+        (hpa(0), true),
+        "the IOTLB entry was not invalidated"
+    );
     assert_eq!(rig.stats().since(&before).context_cache_misses, 1);
 }
 
@@ -735,6 +739,10 @@ fn front_cached_translation_reads_the_pasid_entry_again_after_global_pasid_cache
 
     let served = rig.served(&s, X);
 
-    assert_eq!(served, (hpa(0), true), "the IOTLB entry was not invalidated");
+    assert_eq!(
+        served,
+        (hpa(0), true),
+        "the IOTLB entry was not invalidated"
+    );
     assert_eq!(rig.stats().since(&before).pasid_cache_misses, 1);
 }

@@ -593,7 +593,11 @@ mod tests {
         cache.insert(&[2], &[20], At(5));
         cache.clear(5);
         assert_eq!(cache.lookup(&[1]), None);
-        assert_eq!(cache.lookup(&[2]), Some([20]), "filled by a walk after the clear");
+        assert_eq!(
+            cache.lookup(&[2]),
+            Some([20]),
+            "filled by a walk after the clear"
+        );
         assert_eq!(cache.len(), 1);
     }
 

@@ -23,8 +23,7 @@ use vtd_spec::regs::Ttm;
 
 use super::{PasidCtx, SmContext, Walker};
 use crate::cache::{
-    CachedContext, CachedPasid, FrontEntry, IotlbEntry, IotlbKind, SlotRef, Unguarded,
-    lookup_page,
+    CachedContext, CachedPasid, FrontEntry, IotlbEntry, IotlbKind, SlotRef, Unguarded, lookup_page,
 };
 use crate::mem::PhysMem;
 use crate::request::{AddressType, Perms, Request, Translation};
