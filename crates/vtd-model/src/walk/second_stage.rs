@@ -46,6 +46,8 @@ pub(crate) struct SsWalk {
     /// (address, value) of each entry read, top first; levels served by the
     /// paging-structure cache are not read.
     entries: [(u64, u64); 5],
+    /// The rights accumulated down to and including each entry of `entries`.
+    rights: [Perms; 5],
     /// Level of `entries[0]`.
     top: u8,
     len: u8,
@@ -69,6 +71,7 @@ impl SsWalk {
         perms: Perms::empty(),
         dirty: false,
         entries: [(0, 0); 5],
+        rights: [Perms::empty(); 5],
         top: 0,
         len: 0,
     };
@@ -164,6 +167,7 @@ impl<M: PhysMem, O: WalkObserver> Walker<'_, M, O> {
             perms: start_perms,
             dirty: !ss.ssade,
             entries: [(0, 0); 5],
+            rights: [Perms::empty(); 5],
             top: start,
             len: 0,
         };
@@ -198,13 +202,14 @@ impl<M: PhysMem, O: WalkObserver> Walker<'_, M, O> {
             }
             walk.perms = ss_entry_rights(walk.perms, e, ss.ssee);
             walk.entries[walk.len as usize] = (addr, value);
+            walk.rights[walk.len as usize] = walk.perms;
             walk.len += 1;
             if leaf {
                 let size = PageSize::from_level(level).unwrap_or(PageSize::Size4K);
                 walk.size = size;
                 walk.out = e.frame_addr(size) | (input & size.offset_mask());
                 walk.dirty |= e.d();
-                self.ss_psc_fill(ss, input, walk, start_perms);
+                self.ss_psc_fill(ss, input, walk);
                 return Ok(());
             }
             table = e.table_addr();
@@ -235,23 +240,17 @@ impl<M: PhysMem, O: WalkObserver> Walker<'_, M, O> {
     }
 
     /// Cache the non-leaf entries of a successful walk, lowest level first, each with the
-    /// rights accumulated down to it from `start_perms` (what the walk started with).
-    fn ss_psc_fill(&self, ss: &SsParams, input: u64, walk: &SsWalk, start_perms: Perms) {
+    /// rights the walk had accumulated down to it.
+    fn ss_psc_fill(&self, ss: &SsParams, input: u64, walk: &SsWalk) {
         if !self.caching {
             return;
         }
         let non_leaf = &walk.entries[..walk.len as usize - 1];
-        let mut perms = [start_perms; 5];
-        let mut acc = start_perms;
-        for (p, &(_, value)) in perms.iter_mut().zip(non_leaf) {
-            acc = ss_entry_rights(acc, SsEntry::from_bits(value), ss.ssee);
-            *p = acc;
-        }
         for (i, &(_, value)) in non_leaf.iter().enumerate().rev() {
             let level = walk.top - i as u8;
             let entry = SsPscEntry {
                 next_table: SsEntry::from_bits(value).table_addr(),
-                perms: perms[i],
+                perms: walk.rights[i],
             };
             let key = SsPscEntry::key(ss.did, input, level);
             let inserted = self.unit.caches.ss_psc.insert_kind(
