@@ -370,15 +370,8 @@ impl IotlbEntry {
         from_iotlb: bool,
     ) -> Translation {
         let offset = addr & size.offset_mask();
-        Translation {
-            hpa: self.hpa | offset,
-            page_size: size,
-            perms,
-            kind: self.kind.translation_kind(),
-            did: Some(did),
-            gpa: (self.kind == IotlbKind::Nested).then_some(self.gpa | offset),
-            from_iotlb,
-        }
+        let bases = (self.hpa, self.gpa);
+        cached_translation(self.kind, bases, offset, size, perms, did, from_iotlb)
     }
 
     /// The fault a cached not-present entry gives.
@@ -645,6 +638,47 @@ impl FrontEntry {
             sources: [slot(3), slot(5), slot(7)],
             clears: v[9],
         }
+    }
+}
+
+impl FrontEntry {
+    /// The translation of `addr` (in this entry's 4 KiB page) it gives.
+    #[inline(always)]
+    pub(crate) fn translation(&self, addr: u64) -> Translation {
+        let bases = (self.hpa, self.gpa);
+        cached_translation(
+            self.kind,
+            bases,
+            addr & 0xFFF,
+            self.size,
+            self.perms,
+            self.did,
+            true,
+        )
+    }
+}
+
+/// The translation a cached leaf of `kind` gives: its (HPA, GPA) `bases` plus the
+/// request's `offset` into them, for a page of `size`. The GPA is reported for nested
+/// translations only.
+#[inline(always)]
+fn cached_translation(
+    kind: IotlbKind,
+    (hpa, gpa): (u64, u64),
+    offset: u64,
+    size: PageSize,
+    perms: Perms,
+    did: u16,
+    from_iotlb: bool,
+) -> Translation {
+    Translation {
+        hpa: hpa | offset,
+        page_size: size,
+        perms,
+        kind: kind.translation_kind(),
+        did: Some(did),
+        gpa: (kind == IotlbKind::Nested).then_some(gpa | offset),
+        from_iotlb,
     }
 }
 

@@ -98,16 +98,7 @@ impl<M: PhysMem> Unit<M> {
         pasid.touch();
         iotlb.touch();
         self.counters.shard_at(shard).inc(Counter::FastHits);
-        let offset = req.addr & 0xFFF;
-        Some(Translation {
-            hpa: entry.hpa | offset,
-            page_size: entry.size,
-            perms: entry.perms,
-            kind: entry.kind.translation_kind(),
-            did: Some(entry.did),
-            gpa: (entry.kind == IotlbKind::Nested).then_some(entry.gpa | offset),
-            from_iotlb: true,
-        })
+        Some(entry.translation(req.addr))
     }
 
     /// The context cache, PASID cache and IOTLB probed in turn; a clean hit also fills the
