@@ -51,7 +51,9 @@ fn completed_invalidation_never_lets_a_dropped_translation_back() {
 
 /// The same race with global IOTLB flushes, which empty the IOTLB and both
 /// paging-structure caches whole (and reset their record of which kinds they hold) while
-/// the translating threads keep refilling them.
+/// the translating threads keep refilling them. A global flush costs next to nothing, so
+/// without the pause after each round (see `race`) the flushes would follow each
+/// other too closely for any translation to be served from the IOTLB.
 #[test]
 fn a_completed_global_flush_never_lets_a_dropped_translation_back() {
     race(|_| {
@@ -65,7 +67,10 @@ fn a_completed_global_flush_never_lets_a_dropped_translation_back() {
 
 /// Three threads translate the pages while this one remaps each page to its next version
 /// and submits `invalidation(page)`, waiting for it: no translation may show a version
-/// older than the newest whose invalidation completed.
+/// older than the newest whose invalidation completed. After each round of invalidations
+/// (one per page) the remapping thread lets the translators make `2 × PAGES`
+/// translations, so every page is translated more than once between some invalidations
+/// and the IOTLB serves some of them.
 fn race(invalidation: impl Fn(u64) -> RawDescriptor) {
     let n = Nested::with_config(UnitConfig::default());
     for page in 0..PAGES {
@@ -81,11 +86,13 @@ fn race(invalidation: impl Fn(u64) -> RawDescriptor) {
     // completed[k]: the newest version of page k whose invalidation has completed.
     let completed: Vec<AtomicU64> = (0..PAGES).map(|_| AtomicU64::new(0)).collect();
     let done = AtomicBool::new(false);
+    // Set by a translator about to fail, so the remapping thread stops waiting for it.
+    let failed = AtomicBool::new(false);
     let checked = AtomicU64::new(0);
 
     std::thread::scope(|s| {
         for t in 0..3u64 {
-            let (n, completed, done, checked) = (&n, &completed, &done, &checked);
+            let (n, completed, done, checked, failed) = (&n, &completed, &done, &checked, &failed);
             s.spawn(move || {
                 let mut i = t;
                 while !done.load(Ordering::Acquire) {
@@ -95,6 +102,9 @@ fn race(invalidation: impl Fn(u64) -> RawDescriptor) {
                     let req = Request::read(SID, iova(page)).with_pasid(PASID);
                     let translation = n.unit.translate(&req).expect("every version is mapped");
                     let seen = version_of(translation.hpa, page);
+                    if seen < floor {
+                        failed.store(true, Ordering::Release);
+                    }
                     assert!(
                         seen >= floor,
                         "page {page}: served version {seen} after the invalidation of version {floor} completed \
@@ -105,13 +115,27 @@ fn race(invalidation: impl Fn(u64) -> RawDescriptor) {
                 }
             });
         }
-        for version in 1..VERSIONS {
+        'remap: for version in 1..VERSIONS {
             for page in 0..PAGES {
                 n.fs()
                     .update_leaf(iova(page), |old| (old & 0xFFF) | gpa(page, version))
                     .unwrap();
                 queue.submit_and_wait(&[invalidation(page)]).unwrap();
                 completed[page as usize].store(version, Ordering::Release);
+            }
+            let target = checked.load(Ordering::Relaxed) + 2 * PAGES;
+            let mut spins = 0u32;
+            while checked.load(Ordering::Relaxed) < target {
+                if failed.load(Ordering::Acquire) {
+                    break 'remap;
+                }
+                // Spin briefly, then leave the CPU to the translators.
+                spins += 1;
+                if spins < 1000 {
+                    std::hint::spin_loop();
+                } else {
+                    std::thread::yield_now();
+                }
             }
         }
         done.store(true, Ordering::Release);
