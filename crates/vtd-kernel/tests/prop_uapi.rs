@@ -1,6 +1,6 @@
 //! Property tests of the simulated kernel's uAPI. The project brief counts every uAPI
 //! struct as input: bad input gets an errno and never a panic, undefined behaviour or a
-//! byte outside the mapping. Four properties, one behaviour each:
+//! byte outside the mapping. Five properties, one behaviour each:
 //!
 //! 1. `random_calls_answer_ok_or_an_errno_linux_uses_for_that_call`: random sequences of
 //!    iommufd and VFIO cdev calls with arbitrary field values, sizes and pointers never
@@ -23,6 +23,21 @@
 //!    says; a request the model refuses (unmapped, not writeable, not readable, device
 //!    detached) is an IOMMU fault, and no other byte of the user memory ever changes. A
 //!    third of the cases also map a 2 MiB window the domain maps with one large leaf.
+//! 5. `nested_dma_reaches_exactly_the_user_bytes_both_stages_name`: the same through a
+//!    nested HWPT. A nest parent on an IOAS maps random GPA ranges to user pages as the
+//!    stage 2 (a read-only range is EINVAL, at IOAS_MAP once the parent exists or at the
+//!    parent's HWPT_ALLOC before: KS §4.1, the SPR17 erratum); the guest's 4-level
+//!    first-stage table lives in user pages that stage 2 maps too, and maps random IOVAs
+//!    to GPAs stage 2 maps or not, some read-only; `nic0` and `ssd0` attach to a nested
+//!    HWPT (IOMMU_HWPT_DATA_VTD_S1) over it. The shadow model composes IOVA → GPA (with
+//!    stage 1's R/W) and GPA → user byte (with stage 2's rights): every DMA moves exactly
+//!    the bytes of that composition or is an IOMMU fault at the first piece either stage
+//!    refuses, and no other user byte changes but the stage-1 A/D bits: A is set in every
+//!    entry of a walk that went through and D in the leaf of every write that did, while
+//!    the table words change in nothing else, never in a non-present entry, and D only
+//!    in a writeable leaf. Now and then the guest remaps or clears a stage-1 leaf and
+//!    invalidates it (IOMMU_HWPT_INVALIDATE: the page, the page leaf-only, or
+//!    everything) before the next DMA.
 //!
 //! Every pointer a call gets is NULL, a low unmapped address, a non-canonical address, a
 //! read-only page, or test-owned memory with a PROT_NONE page right after the bytes the
@@ -50,10 +65,14 @@ use alloc_probe::largest_allocation;
 use prop_support::{Bytes, Guarded, PAGE};
 use uapi_support::{Env, layout, nr, raw_ptr, two_units, unit_39bit, unit_without_ssads};
 use vtd_iommufd::uapi::{HwptAllocFlags, MapFlags};
-use vtd_iommufd::{Errno, IoctlFd, VfioDevice};
+use vtd_iommufd::{Errno, IoctlFd, VfioDevice, VtdS1, VtdS1Invalidate};
 use vtd_kernel::{DmaError, PlatformDesc, VfioDeviceFile};
+use vtd_model::PhysMem;
+use vtd_model::build::{Format, Leaf, PageTable};
+use vtd_model::mem::SparseMem;
 use vtd_model::request::Access;
 use vtd_spec::addr::PageSize;
+use vtd_spec::first_stage::FsEntry;
 
 /// The largest single allocation a call may make: 128 times what the calls here need
 /// (a few KiB, for reading /proc/self/maps when pinning), far below any length they
@@ -2497,6 +2516,584 @@ fn via() -> impl Strategy<Value = Via> {
     prop_oneof![Just(Via::Auto), Just(Via::Paging)]
 }
 
+// ---------------------------------------------------------------------------------------
+// Property 5: DMA through a nested HWPT against a shadow model of both stages.
+
+/// Pages of the backing buffer that hold the guest's stage-1 tables (GPA
+/// [`NEST_TABLE_GPA`] on), then the data pages stage 2 may map; the guard page follows.
+const NEST_TABLE_PAGES: usize = 16;
+const NEST_DATA_PAGES: usize = 16;
+const NEST_TABLE_BYTES: usize = NEST_TABLE_PAGES * PAGE;
+/// Where stage 2 maps the table pages, far above every data GPA.
+const NEST_TABLE_GPA: u64 = 0x100_0000;
+/// GPA pages (from 0) the data mappings start in.
+const NEST_GPA_PAGES: u8 = 24;
+/// The IOVA regions stage 1 maps pages in: different PML4, PDPT and PD slots, so the
+/// walks cross distinct tables at every level, and the last 2 MiB of the lower half.
+const S1_REGIONS: [u64; 4] = [0, 0x4020_0000, 0x1234_5600_0000, 0x7FFF_FFE0_0000];
+/// Pages per region stage 1 may map; DMAs also reach the two pages after them.
+const S1_REGION_PAGES: u8 = 8;
+const S1_SLOTS: u8 = S1_REGIONS.len() as u8 * S1_REGION_PAGES;
+/// First-stage entry bits: present, R/W, and the flags the hardware sets (no EAFE, so
+/// never EA).
+const FS_P: u64 = 1;
+const FS_RW: u64 = 1 << 1;
+const FS_HW: u64 = FsEntry::A | FsEntry::D;
+
+/// The IOVA of stage-1 slot `slot`.
+fn s1_iova(slot: u8) -> u64 {
+    S1_REGIONS[(slot / S1_REGION_PAGES) as usize] + (slot % S1_REGION_PAGES) as u64 * PAGE64
+}
+
+/// A stage-2 mapping: `pages` data pages from `data_page` at GPA page `gpa_page`.
+#[derive(Clone, Copy, Debug)]
+struct S2Map {
+    gpa_page: u8,
+    data_page: u8,
+    pages: u8,
+    prot: u8,
+}
+
+fn s2_map() -> impl Strategy<Value = S2Map> {
+    let prot = prop_oneof![6 => Just(3u8), 2 => Just(1u8), 2 => Just(2u8), 1 => Just(0u8)];
+    (0..NEST_GPA_PAGES, 0..NEST_DATA_PAGES as u8, 1u8..=4, prot).prop_map(
+        |(gpa_page, data_page, pages, prot)| S2Map {
+            gpa_page,
+            data_page,
+            pages,
+            prot,
+        },
+    )
+}
+
+/// What a stage-1 leaf points at: a page of a stage-2 area (mostly), or any GPA page,
+/// mapped or not.
+#[derive(Clone, Copy, Debug)]
+enum Gpa {
+    Area(Index, u8),
+    Page(u8),
+}
+
+#[derive(Clone, Copy, Debug)]
+struct S1Leaf {
+    slot: u8,
+    gpa: Gpa,
+    write: bool,
+}
+
+fn s1_leaf() -> impl Strategy<Value = S1Leaf> {
+    let gpa = prop_oneof![
+        5 => (any::<Index>(), 0u8..4).prop_map(|(i, p)| Gpa::Area(i, p)),
+        1 => (0..NEST_GPA_PAGES + 8).prop_map(Gpa::Page),
+    ];
+    (
+        0..S1_SLOTS,
+        gpa,
+        prop_oneof![3 => Just(true), 1 => Just(false)],
+    )
+        .prop_map(|(slot, gpa, write)| S1Leaf { slot, gpa, write })
+}
+
+/// How the guest invalidates after changing a stage-1 entry.
+#[derive(Clone, Copy, Debug)]
+enum S1Inv {
+    /// The page, all levels.
+    Page,
+    /// The page, leaf only (IOMMU_VTD_INV_FLAGS_LEAF) when only the leaf changed.
+    Leaf,
+    All,
+}
+
+/// Where a nested DMA goes.
+#[derive(Clone, Copy, Debug)]
+enum NestAt {
+    /// `off` bytes into a slot stage 1 maps (any slot if none).
+    Mapped(Index, u16),
+    /// `off` bytes into stage-1 slot `slot`.
+    Slot(u8, u16),
+    /// Page `page` (up to two past the slots) of region `region`, plus `off`.
+    Region(u8, u8, u16),
+    Any(u64),
+}
+
+#[derive(Clone, Copy, Debug)]
+enum NestStep {
+    Read {
+        dev: bool,
+        at: NestAt,
+        len: usize,
+    },
+    Write {
+        dev: bool,
+        at: NestAt,
+        len: usize,
+        seed: u8,
+    },
+    /// The guest maps (or remaps) a slot, then invalidates.
+    S1Map {
+        leaf: S1Leaf,
+        inv: S1Inv,
+    },
+    /// The guest clears a slot's leaf, then invalidates.
+    S1Unmap {
+        slot: u8,
+        inv: S1Inv,
+    },
+}
+
+fn nest_at() -> impl Strategy<Value = NestAt> {
+    prop_oneof![
+        6 => (any::<Index>(), 0u16..4096).prop_map(|(i, off)| NestAt::Mapped(i, off)),
+        2 => (0..S1_SLOTS, 0u16..4096).prop_map(|(s, off)| NestAt::Slot(s, off)),
+        2 => (0..S1_REGIONS.len() as u8, 0..S1_REGION_PAGES + 2, 0u16..4096)
+            .prop_map(|(r, p, off)| NestAt::Region(r, p, off)),
+        1 => one_of_u64(&[u64::MAX - 7, 1 << 47, 0xFEE0_0000, NEST_TABLE_GPA])
+            .prop_map(NestAt::Any),
+    ]
+}
+
+fn s1_inv() -> impl Strategy<Value = S1Inv> {
+    prop_oneof![Just(S1Inv::Page), Just(S1Inv::Leaf), Just(S1Inv::All)]
+}
+
+fn nest_step() -> impl Strategy<Value = NestStep> {
+    prop_oneof![
+        6 => (any::<bool>(), nest_at(), dma_len())
+            .prop_map(|(dev, at, len)| NestStep::Read { dev, at, len }),
+        6 => (any::<bool>(), nest_at(), dma_len(), any::<u8>())
+            .prop_map(|(dev, at, len, seed)| NestStep::Write { dev, at, len, seed }),
+        2 => (s1_leaf(), s1_inv()).prop_map(|(leaf, inv)| NestStep::S1Map { leaf, inv }),
+        1 => (0..S1_SLOTS, s1_inv()).prop_map(|(slot, inv)| NestStep::S1Unmap { slot, inv }),
+    ]
+}
+
+/// A stage-2 area: GPA range, where its bytes are in the backing buffer, rights.
+#[derive(Clone, Copy, Debug)]
+struct S2Area {
+    gpa: u64,
+    len: u64,
+    off: usize,
+    read: bool,
+    write: bool,
+}
+
+/// The shadow model of both stages.
+#[derive(Default)]
+struct NestModel {
+    s2: BTreeMap<u64, S2Area>,
+    /// Stage 1: IOVA page → (GPA page, writeable).
+    s1: BTreeMap<u64, (u64, bool)>,
+}
+
+impl NestModel {
+    fn s2_overlaps(&self, gpa: u64, len: u64) -> bool {
+        self.s2
+            .values()
+            .any(|a| a.gpa < gpa + len && gpa < a.gpa + a.len)
+    }
+
+    /// The backing offset a device access of `n` bytes at `iova` reaches, or `None` if
+    /// either stage refuses it. The access never crosses a 4 KiB page, and stage-2 areas
+    /// are page-aligned, so one stage-1 leaf and one area hold all of it.
+    fn target(&self, iova: u64, n: usize, write: bool) -> Option<usize> {
+        let &(gpa_page, s1_write) = self.s1.get(&(iova & !(PAGE64 - 1)))?;
+        if write && !s1_write {
+            return None;
+        }
+        let gpa = gpa_page + (iova % PAGE64);
+        let last = gpa + n as u64 - 1;
+        let area = self
+            .s2
+            .values()
+            .find(|a| a.gpa <= gpa && last < a.gpa + a.len)?;
+        let allowed = if write { area.write } else { area.read };
+        allowed.then(|| area.off + (gpa - area.gpa) as usize)
+    }
+}
+
+/// Property 5's world: `nic0` and `ssd0` attached to one nested HWPT whose parent is a
+/// nest-parent HWPT on the IOAS; the guest's stage-1 tables are built in a scratch
+/// memory by GPA and copied, one changed entry at a time, into the table pages of the
+/// backing buffer, as a guest writes its tables.
+struct NestWorld {
+    devs: [VfioDevice<VfioDeviceFile>; 2],
+    env: Env,
+    /// Dropped after the iommufd, which pins it.
+    backing: Guarded,
+    nested: u32,
+    /// The guest's view of its tables (by GPA), without the hardware's A/D bits.
+    scratch: SparseMem,
+    model: NestModel,
+    /// What every byte of `backing` must hold; in the table pages, what the guest last
+    /// wrote (the hardware may only have set A/D bits since).
+    shadow: Vec<u8>,
+}
+
+impl NestWorld {
+    fn new(
+        seed: u64,
+        parent_first: bool,
+        s2: &[S2Map],
+        s1: &[S1Leaf],
+    ) -> Result<Self, TestCaseError> {
+        let env = Env::spr();
+        let (d0, id0) = env.bind(0);
+        let (d1, _) = env.bind(1);
+        let ioas = env.ioas();
+        let backing = Guarded::new(NEST_TABLE_PAGES + NEST_DATA_PAGES);
+        let mut shadow = vec![0u8; NEST_TABLE_BYTES];
+        shadow.extend(pattern(seed, NEST_DATA_PAGES * PAGE));
+        backing.write(0, &shadow);
+        let mut parent = parent_first.then(|| env.parent(id0, ioas));
+        let mut model = NestModel::default();
+
+        let tables = env.map_va(
+            ioas,
+            backing.addr(0),
+            NEST_TABLE_BYTES as u64,
+            Some(NEST_TABLE_GPA),
+            RW,
+        );
+        prop_assert_eq!(tables, Ok(NEST_TABLE_GPA), "IOAS_MAP of the table pages");
+        for m in s2 {
+            let pages = m.pages.min(NEST_DATA_PAGES as u8 - m.data_page) as u64;
+            let (gpa, len) = (m.gpa_page as u64 * PAGE64, pages * PAGE64);
+            let off = NEST_TABLE_BYTES + m.data_page as usize * PAGE;
+            let got = env.map_va(ioas, backing.addr(off), len, Some(gpa), flags_of(m.prot));
+            // ioas.c refuses no rights first; iopt_alloc_area a used IOVA; the driver,
+            // mapping into the nest parent, a read-only area (KS §4.1).
+            let want = if m.prot == 0 {
+                Err(Errno::EINVAL)
+            } else if model.s2_overlaps(gpa, len) {
+                Err(Errno::EEXIST)
+            } else if parent.is_some() && m.prot == 1 {
+                Err(Errno::EINVAL)
+            } else {
+                Ok(gpa)
+            };
+            prop_assert_eq!(got, want, "stage-2 IOAS_MAP {:?}", m);
+            if got.is_ok() {
+                let (read, write) = (m.prot & 1 != 0, m.prot & 2 != 0);
+                model.s2.insert(
+                    gpa,
+                    S2Area {
+                        gpa,
+                        len,
+                        off,
+                        read,
+                        write,
+                    },
+                );
+            }
+        }
+        if parent.is_none() {
+            // A nest parent on an IOAS with a read-only area is refused whole (KS §3.2
+            // step 8); the VMM drops those areas and tries again.
+            let read_only: Vec<S2Area> = model.s2.values().filter(|a| !a.write).copied().collect();
+            let got = env.paging(id0, ioas, HwptAllocFlags::NEST_PARENT);
+            if read_only.is_empty() {
+                prop_assert!(got.is_ok(), "nest parent: {:?}", got);
+            } else {
+                prop_assert_eq!(got, Err(Errno::EINVAL), "nest parent over read-only areas");
+                for a in &read_only {
+                    prop_assert_eq!(env.unmap(ioas, a.gpa, a.len), Ok(a.len));
+                    model.s2.remove(&a.gpa);
+                }
+            }
+            parent = Some(
+                got.or_else(|_| env.paging(id0, ioas, HwptAllocFlags::NEST_PARENT))
+                    .expect("nest parent without read-only areas"),
+            );
+        }
+        let parent = parent.expect("allocated above");
+
+        let scratch = SparseMem::with_alloc_base(NEST_TABLE_GPA);
+        let root = PageTable::physical(&scratch, &scratch, Format::FirstStage, 4).root();
+        assert_eq!(root, NEST_TABLE_GPA, "the PML4 is the first table page");
+        let nested = env
+            .nested(id0, parent, &VtdS1::new(root))
+            .expect("nested HWPT");
+        let mut world = Self {
+            devs: [d0, d1],
+            env,
+            backing,
+            nested,
+            scratch,
+            model,
+            shadow,
+        };
+        for leaf in s1 {
+            world.s1_map(leaf);
+        }
+        world.sync_tables();
+        for dev in &world.devs {
+            let r = dev.attach_pt(nested).map_err(uapi_support::err);
+            prop_assert_eq!(r, Ok(nested), "attach to the nested HWPT");
+        }
+        world.check_memory(&"setup")?;
+        Ok(world)
+    }
+
+    fn table(&self) -> PageTable<'_, SparseMem> {
+        PageTable::open_physical(
+            &self.scratch,
+            &self.scratch,
+            Format::FirstStage,
+            4,
+            NEST_TABLE_GPA,
+        )
+    }
+
+    fn gpa_of(&self, gpa: Gpa) -> u64 {
+        match gpa {
+            Gpa::Area(i, page) if !self.model.s2.is_empty() => {
+                let areas: Vec<&S2Area> = self.model.s2.values().collect();
+                let a = areas[i.index(areas.len())];
+                a.gpa + (page as u64 % (a.len / PAGE64)) * PAGE64
+            }
+            Gpa::Area(_, page) | Gpa::Page(page) => page as u64 * PAGE64,
+        }
+    }
+
+    /// Map the slot in the scratch tables and the model; true if only its leaf changed
+    /// (the tables down to it were there).
+    fn s1_map(&mut self, leaf: &S1Leaf) -> bool {
+        let (iova, gpa) = (s1_iova(leaf.slot), self.gpa_of(leaf.gpa));
+        let rights = if leaf.write {
+            Leaf::read_write()
+        } else {
+            Leaf::read_only()
+        };
+        let mut t = self.table();
+        let leaf_only = t.path(iova).expect("scratch walk").len() == 4;
+        t.map(iova, gpa, PageSize::Size4K, rights)
+            .expect("stage-1 map in scratch");
+        drop(t);
+        self.model.s1.insert(iova, (gpa, leaf.write));
+        leaf_only
+    }
+
+    /// Copy every table word that differs from what the guest last wrote into the backing
+    /// buffer, as the guest's stores.
+    fn sync_tables(&mut self) {
+        assert!(
+            self.scratch.backed_pages() <= NEST_TABLE_PAGES,
+            "the stage-1 tables outgrew the table pages"
+        );
+        for off in (0..NEST_TABLE_BYTES).step_by(8) {
+            let v = self
+                .scratch
+                .read_u64(NEST_TABLE_GPA + off as u64)
+                .unwrap_or(0);
+            if v.to_le_bytes() != self.shadow[off..off + 8] {
+                self.backing.write(off, &v.to_le_bytes());
+                self.shadow[off..off + 8].copy_from_slice(&v.to_le_bytes());
+            }
+        }
+    }
+
+    /// IOMMU_HWPT_INVALIDATE after a change of `iova`'s stage-1 entries.
+    fn invalidate(&self, iova: u64, inv: S1Inv, leaf_only: bool) -> Result<(), TestCaseError> {
+        let e = match inv {
+            S1Inv::Page => VtdS1Invalidate::range(iova, PAGE64),
+            S1Inv::Leaf if leaf_only => VtdS1Invalidate::range(iova, PAGE64).leaf_only(),
+            S1Inv::Leaf => VtdS1Invalidate::range(iova, PAGE64),
+            S1Inv::All => VtdS1Invalidate::all(),
+        };
+        let r = self
+            .env
+            .fd
+            .hwpt_invalidate(self.nested, &[e])
+            .map_err(uapi_support::err);
+        prop_assert_eq!(r, Ok(1), "HWPT_INVALIDATE {:?}", e);
+        Ok(())
+    }
+
+    fn iova(&self, at: NestAt) -> u64 {
+        match at {
+            NestAt::Mapped(i, off) => {
+                let mapped: Vec<u64> = self.model.s1.keys().copied().collect();
+                match mapped.is_empty() {
+                    true => s1_iova(0) + off as u64,
+                    false => mapped[i.index(mapped.len())] + off as u64,
+                }
+            }
+            NestAt::Slot(slot, off) => s1_iova(slot) + off as u64,
+            NestAt::Region(r, page, off) => {
+                S1_REGIONS[r as usize] + page as u64 * PAGE64 + off as u64
+            }
+            NestAt::Any(v) => v,
+        }
+    }
+
+    fn step(&mut self, step: &NestStep) -> Result<(), TestCaseError> {
+        match *step {
+            NestStep::Read { dev, at, len } => {
+                self.dma(dev as usize, self.iova(at), len, None)?;
+            }
+            NestStep::Write { dev, at, len, seed } => {
+                let iova = self.iova(at);
+                let data = pattern(seed as u64 ^ iova, len);
+                self.dma(dev as usize, iova, len, Some(data))?;
+            }
+            NestStep::S1Map { leaf, inv } => {
+                let leaf_only = self.s1_map(&leaf);
+                self.sync_tables();
+                self.invalidate(s1_iova(leaf.slot), inv, leaf_only)?;
+            }
+            NestStep::S1Unmap { slot, inv } => {
+                let iova = s1_iova(slot);
+                self.table().unmap(iova).expect("scratch unmap");
+                self.model.s1.remove(&iova);
+                self.sync_tables();
+                self.invalidate(iova, inv, true)?;
+            }
+        }
+        self.check_memory(step)
+    }
+
+    /// The backing offsets of the stage-1 entries a walk of `iova` reads, top first.
+    fn s1_path(&self, iova: u64) -> Vec<usize> {
+        self.table()
+            .path(iova)
+            .expect("scratch walk")
+            .iter()
+            .map(|&(_, gpa, _)| (gpa - NEST_TABLE_GPA) as usize)
+            .collect()
+    }
+
+    fn backing_word(&self, off: usize) -> u64 {
+        u64::from_le_bytes(self.backing.read(off, 8).try_into().expect("8 bytes"))
+    }
+
+    /// Device `dev` reads (`data` None) or writes `len` bytes at `iova`, piece by 4 KiB
+    /// piece as the platform does, stopping at the first piece the model refuses. Every
+    /// piece that went through has A set in each stage-1 entry of its walk, and D in its
+    /// leaf if it was a write (§4.5).
+    fn dma(
+        &mut self,
+        dev: usize,
+        iova: u64,
+        len: usize,
+        data: Option<Vec<u8>>,
+    ) -> Result<(), TestCaseError> {
+        let write = data.is_some();
+        let mut pieces: Vec<(u64, usize, Range<usize>)> = Vec::new();
+        let mut refused = false;
+        let mut done = 0;
+        while done < len {
+            let at = iova.wrapping_add(done as u64);
+            let n = (PAGE - (at % PAGE64) as usize).min(len - done);
+            match self.model.target(at, n, write) {
+                Some(off) => {
+                    prop_assert!(
+                        off >= NEST_TABLE_BYTES && off + n <= self.backing.len(),
+                        "the model maps IOVA {at:#x} outside the data pages"
+                    );
+                    pieces.push((at, off, done..done + n));
+                }
+                None => {
+                    refused = true;
+                    break;
+                }
+            }
+            done += n;
+        }
+        let what = if write { "write" } else { "read" };
+        let mut buf = vec![0u8; len];
+        let r = match &data {
+            Some(data) => {
+                let r = self.env.platform.dma_write(dev, None, iova, data);
+                for (_, off, range) in &pieces {
+                    self.shadow[*off..*off + range.len()].copy_from_slice(&data[range.clone()]);
+                }
+                r
+            }
+            None => self.env.platform.dma_read(dev, None, iova, &mut buf),
+        };
+        if refused {
+            prop_assert!(
+                matches!(r, Err(DmaError::Fault(_))),
+                "device {dev} nested DMA {what} of {len} at {iova:#x}: {r:?}, the model refuses it"
+            );
+        } else {
+            prop_assert!(
+                r.is_ok(),
+                "device {dev} nested DMA {what} of {len} at {iova:#x}: {r:?}"
+            );
+        }
+        for (at, off, range) in &pieces {
+            if !write && !refused {
+                prop_assert_eq!(
+                    &buf[range.clone()],
+                    &self.shadow[*off..*off + range.len()],
+                    "device {} nested read at {:#x}",
+                    dev,
+                    at
+                );
+            }
+            let path = self.s1_path(*at);
+            for (i, &e) in path.iter().enumerate() {
+                let v = self.backing_word(e);
+                prop_assert!(
+                    v & FsEntry::A != 0,
+                    "device {dev} {what} at {at:#x} went through stage-1 entry {:#x} = {v:#x} \
+                     without setting A",
+                    NEST_TABLE_GPA + e as u64
+                );
+                if write && i + 1 == path.len() {
+                    prop_assert!(
+                        v & FsEntry::D != 0,
+                        "device {dev} wrote at {at:#x} through stage-1 leaf {:#x} = {v:#x} \
+                         without setting D",
+                        NEST_TABLE_GPA + e as u64
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The data pages hold exactly what the model says. In the table pages each word is
+    /// what the guest wrote, give or take A and D set by the hardware: none in a
+    /// non-present entry, and D only in a present, writeable leaf of the model.
+    fn check_memory(&self, after: &dyn std::fmt::Debug) -> Result<(), TestCaseError> {
+        let now = self.backing.read(0, self.backing.len());
+        if let Some(i) = (NEST_TABLE_BYTES..now.len()).find(|&i| now[i] != self.shadow[i]) {
+            return Err(TestCaseError::fail(format!(
+                "backing byte {:#x} is {:#x}, the model says {:#x}, after {:?}",
+                i, now[i], self.shadow[i], after
+            )));
+        }
+        let leaves: Vec<usize> = self
+            .model
+            .s1
+            .keys()
+            .filter_map(|&iova| self.s1_path(iova).last().copied())
+            .collect();
+        for off in (0..NEST_TABLE_BYTES).step_by(8) {
+            let word = |b: &[u8]| u64::from_le_bytes(b[off..off + 8].try_into().expect("8"));
+            let (cur, exp) = (word(&now), word(&self.shadow));
+            let gpa = NEST_TABLE_GPA + off as u64;
+            prop_assert!(
+                (cur ^ exp) & !FS_HW == 0 && exp & !cur == 0,
+                "stage-1 entry at GPA {gpa:#x} is {cur:#x}, the guest wrote {exp:#x}: more \
+                 than A/D set, after {after:?}"
+            );
+            prop_assert!(
+                exp & FS_P != 0 || cur == exp,
+                "non-present stage-1 entry at GPA {gpa:#x} became {cur:#x}, after {after:?}"
+            );
+            prop_assert!(
+                cur & !exp & FsEntry::D == 0 || (leaves.contains(&off) && cur & FS_RW != 0),
+                "D set in stage-1 entry at GPA {gpa:#x} = {cur:#x}, not a writeable leaf, \
+                 after {after:?}"
+            );
+        }
+        Ok(())
+    }
+}
+
 proptest! {
     #![proptest_config(config())]
 
@@ -2565,6 +3162,20 @@ proptest! {
                 t
             );
         }
+        for step in &steps {
+            world.step(step)?;
+        }
+    }
+
+    #[test]
+    fn nested_dma_reaches_exactly_the_user_bytes_both_stages_name(
+        seed in any::<u64>(),
+        parent_first in prop_oneof![3 => Just(true), 1 => Just(false)],
+        s2 in vec(s2_map(), 2..=10),
+        s1 in vec(s1_leaf(), 0..=24),
+        steps in vec(nest_step(), 1..=MAX_STEPS),
+    ) {
+        let mut world = NestWorld::new(seed, parent_first, &s2, &s1)?;
         for step in &steps {
             world.step(step)?;
         }
