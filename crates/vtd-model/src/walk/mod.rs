@@ -88,7 +88,8 @@ pub(crate) struct Walker<'a, M, O> {
     pub(crate) fpd: bool,
     /// Consult and fill the caches (normal walks with caching enabled).
     pub(crate) caching: bool,
-    /// Invalidation epoch when the walk started; fills from an older epoch are dropped.
+    /// Invalidation epoch when the walk started, read before the fast path's first cache
+    /// lookup (whose results the walk reuses); fills from an older epoch are dropped.
     pub(crate) epoch: u64,
     /// This thread's counter shard; the unit's sink in a dry run.
     shard: ShardRef<'a>,
@@ -98,6 +99,10 @@ pub(crate) struct Walker<'a, M, O> {
 
 impl<'a, M: PhysMem, O: WalkObserver> Walker<'a, M, O> {
     /// A walker for `req`; the fast path may fill its `prefetch` before it runs.
+    ///
+    /// The epoch is read here, before any lookup the walk may reuse: an entry the fast
+    /// path found may be dropped by an invalidation that completes before the walk
+    /// starts, and a walk built on it must not fill the caches.
     pub(crate) fn new(unit: &'a Unit<M>, req: &'a Request, obs: &'a mut O, mode: WalkMode) -> Self {
         let normal = mode == WalkMode::Normal;
         Self {
@@ -107,7 +112,7 @@ impl<'a, M: PhysMem, O: WalkObserver> Walker<'a, M, O> {
             mode,
             fpd: false,
             caching: normal && unit.caches.enabled,
-            epoch: 0,
+            epoch: unit.caches.epoch(),
             shard: if normal {
                 unit.counters.shard()
             } else {
@@ -123,13 +128,14 @@ impl<'a, M: PhysMem, O: WalkObserver> Walker<'a, M, O> {
         let mut restarts = 0;
         let result = loop {
             self.fpd = false;
-            self.epoch = self.unit.caches.epoch();
             match self.translate_once() {
                 Ok(t) => break Ok(t),
                 Err(Stop::Fault(f)) => break Err(*f),
                 Err(Stop::Restart) if restarts < MAX_RESTARTS => {
                     restarts += 1;
+                    // The retry reads everything afresh.
                     self.prefetch = Prefetch::default();
+                    self.epoch = self.unit.caches.epoch();
                 }
                 Err(Stop::Restart) => {
                     break Err(self.fault(
@@ -245,5 +251,82 @@ impl<'a, M: PhysMem, O: WalkObserver> Walker<'a, M, O> {
             return Err(self.fault(reason, FaultStage::Output));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::build::{Format, Leaf, PageTable, ScalableTables, nested_pasid_entry};
+    use crate::cache::CacheConfig;
+    use crate::invalidation::Invalidation;
+    use crate::trace::NoTrace;
+    use crate::workload::NestedBench;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use vtd_spec::pasid::Fspm;
+    use vtd_spec::regs::offset;
+
+    const X: u64 = 0x1000_0000;
+    const Y: u64 = 0x2000_0000;
+    /// Guest pages the test's second first-stage table is built in, above the fixture's.
+    const NEW_TABLES: u64 = NestedBench::GUEST_TABLES + 0x20_0000;
+
+    /// A walk whose context and PASID entries the fast path looked up before a PASID
+    /// entry switch and its invalidations completed must not cache what it walks: the
+    /// next translation would otherwise get the old table's page from the IOTLB.
+    #[test]
+    fn a_walk_reusing_lookups_older_than_a_completed_invalidation_fills_nothing() {
+        let b = NestedBench::new(PageSize::Size4K, CacheConfig::default()).unwrap();
+        let (old_gpa, new_gpa) = (0x10_0000, 0x20_0000);
+        b.fs()
+            .map(X, 0x30_0000, PageSize::Size4K, Leaf::read_write())
+            .unwrap();
+        b.fs()
+            .map(Y, old_gpa, PageSize::Size4K, Leaf::read_write())
+            .unwrap();
+        // X puts the context and PASID entries in their caches; Y stays out of the IOTLB.
+        let x = NestedBench::read(X);
+        b.unit.translate(&x).unwrap();
+        b.unit.translate(&x).unwrap();
+
+        let y = NestedBench::read(Y);
+        let mut obs = NoTrace;
+        let mut walker = Walker::new(&b.unit, &y, &mut obs, WalkMode::Normal);
+        assert!(b.unit.fast_path(&y, &mut walker.prefetch).is_none());
+        assert!(
+            walker.prefetch.pasid.is_some(),
+            "the PASID entry came from the cache"
+        );
+
+        // The guest switches the PASID entry to a new first stage mapping Y elsewhere,
+        // and invalidates the PASID cache and the PASID's IOTLB entries.
+        let mem = b.unit.mem();
+        let next = AtomicU64::new(NEW_TABLES);
+        let mut new_fs = PageTable::new(
+            mem,
+            Format::FirstStage,
+            4,
+            || next.fetch_add(4096, Ordering::Relaxed),
+            |g| g + NestedBench::GUEST_BASE,
+        );
+        new_fs
+            .map(Y, new_gpa, PageSize::Size4K, Leaf::read_write())
+            .unwrap();
+        let rtaddr = b.unit.mmio_read(offset::RTADDR, 8).unwrap() & !0xFFF;
+        let tables = ScalableTables::with_root(mem, mem, rtaddr);
+        let (sid, pasid, did) = (NestedBench::SID, NestedBench::PASID, NestedBench::DID);
+        let old = tables.pasid_entry(sid, pasid).unwrap();
+        let new = nested_pasid_entry(old.ss_table(), new_fs.root(), Fspm::Level4, did, 2);
+        tables.set_pasid_entry(sid, pasid, new).unwrap();
+        b.unit
+            .invalidate(Invalidation::PasidCachePasid { did, pasid });
+        b.unit
+            .invalidate(Invalidation::PasidIotlbPasid { did, pasid });
+
+        // The walk still runs on the old entry (it raced the switch), but caches nothing.
+        walker.run().unwrap();
+        let t = b.unit.translate(&y).unwrap();
+
+        assert_eq!(t.hpa, NestedBench::GUEST_BASE + new_gpa);
     }
 }
