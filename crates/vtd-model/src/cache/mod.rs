@@ -18,8 +18,8 @@
 mod entries;
 mod seqcache;
 
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
 
 pub(crate) use entries::{
     CachedContext, CachedPasid, Denial, DevTlbEntry, FrontEntry, FsPscEntry, IotlbEntry, IotlbKind,
@@ -137,9 +137,12 @@ impl CacheConfig {
 /// Every cache of one unit plus the invalidation epoch.
 pub(crate) struct Caches {
     pub(crate) enabled: bool,
-    /// Bumped by every invalidation before it drops anything; fills from walks that
-    /// started in an older epoch are refused.
+    /// Bumped by every invalidation before it drops anything and again when it is done,
+    /// so it is odd while one runs. A walk notes it before its first lookup; its fills
+    /// are refused unless it is even and unchanged (see [`EpochFill`]).
     epoch: AtomicU64,
+    /// Serialises invalidations, so the epoch is odd exactly while one runs.
+    invalidating: Mutex<()>,
     /// Full clears of the context cache, PASID cache or IOTLB so far, counted after each
     /// is done. A front-cache entry keeps the count read before its sources were looked
     /// up and is served only while it is unchanged: a full clear touches no slot, so the
@@ -180,6 +183,7 @@ impl Caches {
         Self {
             enabled: config.enabled,
             epoch: AtomicU64::new(0),
+            invalidating: Mutex::new(()),
             full_clears: AtomicU64::new(0),
             context: SeqCache::new(cs, cw, policy),
             pasid: SeqCache::new(ps, pw, policy),
@@ -206,7 +210,8 @@ impl Caches {
         })
     }
 
-    /// The current invalidation epoch; a walk reads it before its first table read.
+    /// The current invalidation epoch (odd while an invalidation runs); a walk reads it
+    /// before its first cache lookup or table read.
     #[inline]
     pub(crate) fn epoch(&self) -> u64 {
         self.epoch.load(Ordering::Acquire)
@@ -230,11 +235,15 @@ impl Caches {
     }
 
     /// Drop what `inv` covers (§8.4).
+    ///
+    /// The epoch goes odd before anything is dropped and even again after: a walk that
+    /// started before the invalidation, or during it (and so may have found an entry
+    /// the pass had not reached yet), fills nothing; a walk that starts after it cannot
+    /// see what it dropped. A full clear drops every entry stamped before it.
     pub(crate) fn invalidate(&self, inv: &Invalidation) {
-        // Publish the new epoch before dropping anything: a fill that takes a set lock after
-        // this pass over the set sees it and gives up, and a full clear drops every entry
-        // stamped before it.
+        let _serial = self.invalidating.lock().unwrap_or_else(|e| e.into_inner());
         let epoch = self.epoch.fetch_add(1, Ordering::SeqCst) + 1;
+        debug_assert!(epoch & 1 == 1, "invalidations are serialised");
         self.drop_covered(inv, epoch);
         if matches!(
             inv,
@@ -247,6 +256,7 @@ impl Caches {
             // sources up before them, and is served no more.
             self.full_clears.fetch_add(1, Ordering::SeqCst);
         }
+        self.epoch.fetch_add(1, Ordering::SeqCst);
     }
 
     /// The drops of [`Caches::invalidate`], in invalidation epoch `epoch`.
@@ -380,8 +390,10 @@ impl Caches {
 }
 
 /// A fill from a walk that started in invalidation epoch `started`: stamped with it, and
-/// dropped when an invalidation began since (the check runs under the set lock, which
-/// orders it against the invalidation's own pass over that set).
+/// dropped when an invalidation was running when the walk started (odd epoch) or began
+/// since. The check runs under the set lock, which orders it against an invalidation's
+/// pass over that set; a full clear, which passes over no set, drops a fill that got
+/// through just before it by the stamp.
 pub(crate) struct EpochFill<'a> {
     current: &'a AtomicU64,
     started: u64,
@@ -395,7 +407,7 @@ impl Fill for EpochFill<'_> {
 
     #[inline]
     fn still_valid(&self) -> bool {
-        self.current.load(Ordering::Acquire) == self.started
+        self.started & 1 == 0 && self.current.load(Ordering::Acquire) == self.started
     }
 }
 
@@ -444,6 +456,31 @@ fn function_mask(fm: u8) -> u16 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_invalidation_leaves_the_epoch_even_and_advanced() {
+        let caches = Caches::new(&CacheConfig::default());
+        let before = caches.epoch();
+        caches.invalidate(&Invalidation::IotlbAll);
+        assert_eq!(caches.epoch(), before + 2);
+    }
+
+    #[test]
+    fn a_fill_from_a_walk_that_started_during_an_invalidation_is_refused() {
+        let caches = Caches::new(&CacheConfig::default());
+        // As a walk sees the epoch between an invalidation's first bump and its last.
+        caches.epoch.store(1, Ordering::SeqCst);
+        assert!(!caches.fill_from(caches.epoch()).still_valid());
+    }
+
+    #[test]
+    fn a_fill_from_a_walk_that_started_before_an_invalidation_is_refused() {
+        let caches = Caches::new(&CacheConfig::default());
+        let started = caches.epoch();
+        caches.invalidate(&Invalidation::ContextAll);
+        assert!(!caches.fill_from(started).still_valid());
+        assert!(caches.fill_from(caches.epoch()).still_valid());
+    }
 
     #[test]
     fn function_mask_ignores_high_function_bits_first() {

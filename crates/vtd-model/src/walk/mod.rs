@@ -89,7 +89,8 @@ pub(crate) struct Walker<'a, M, O> {
     /// Consult and fill the caches (normal walks with caching enabled).
     pub(crate) caching: bool,
     /// Invalidation epoch when the walk started, read before the fast path's first cache
-    /// lookup (whose results the walk reuses); fills from an older epoch are dropped.
+    /// lookup (whose results the walk reuses). Its fills are dropped unless the epoch was
+    /// even (no invalidation running) and has not moved since.
     pub(crate) epoch: u64,
     /// This thread's counter shard; the unit's sink in a dry run.
     shard: ShardRef<'a>,

@@ -93,16 +93,27 @@ impl Nested {
 
     /// The first-stage table (tables in guest memory, addressed by GPA).
     pub fn fs(&self) -> PageTable<'_, SparseMem> {
+        self.fs_at(self.fs_root_gpa)
+    }
+
+    /// The first-stage table whose root is at `root_gpa` (tables in guest memory).
+    pub fn fs_at(&self, root_gpa: u64) -> PageTable<'_, SparseMem> {
         let levels = self.pasid_entry(0).hi.fspm().levels().unwrap_or(4);
         let next = &self.next_guest_table;
         PageTable::open(
             self.mem(),
             Format::FirstStage,
             levels,
-            self.fs_root_gpa,
+            root_gpa,
             move || next.fetch_add(4096, Ordering::Relaxed),
             |gpa| gpa + GUEST_BASE,
         )
+    }
+
+    /// A new, empty first-stage table from the guest table pool; returns its root GPA.
+    pub fn new_first_stage(&self) -> u64 {
+        let levels = self.pasid_entry(0).hi.fspm().levels().unwrap_or(4);
+        guest_table(self.mem(), &self.next_guest_table, levels).root()
     }
 
     /// The second-stage table.
