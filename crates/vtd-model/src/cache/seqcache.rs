@@ -191,9 +191,8 @@ pub(crate) struct SeqCache<const K: usize, const V: usize, H = Mix> {
     /// Bit n set: an entry of kind n (a page size, a level: the caller's choice) was
     /// inserted since the last full clear. Lookups skip kinds not inserted, so a walk
     /// after a global flush does not probe the empty cache level by level. Only a full
-    /// clear resets it, before dropping everything; a fill racing with that clear can at
-    /// worst stay unseen until the next fill of its kind, which is a miss (a fresh walk),
-    /// never a stale hit.
+    /// clear resets it; a fill racing with that clear can at worst stay unseen until the
+    /// next fill of its kind, which is a miss (a fresh walk), never a stale hit.
     kinds: AtomicU64,
     /// Entries stamped below this are gone: the epoch of the last full clear.
     cleared: AtomicU64,
@@ -480,9 +479,10 @@ impl<const K: usize, const V: usize, H: SetHash<K>> SeqCache<K, V, H> {
     /// those entries as absent.
     ///
     /// `epoch` is the invalidation epoch the clear published before calling this. A fill
-    /// stamped below it either passed its epoch check before that publication, so its
-    /// data may be stale and it is dropped here, or fails the check; a fill from a walk
-    /// that started after the publication is stamped `epoch` or later and survives.
+    /// stamped below it comes from a walk that started before the clear: if its epoch
+    /// check did not observe the clear's epoch, the entry still gets in, and is dropped
+    /// here. A fill from a walk that started after the clear is stamped above `epoch`
+    /// and survives.
     pub(crate) fn clear(&self, epoch: u64) {
         self.kinds.store(0, Ordering::Relaxed);
         self.cleared.fetch_max(epoch, Ordering::AcqRel);
