@@ -198,6 +198,14 @@ fn race(mut round: impl FnMut(&Nested, &mut Queue<'_>, u64, &[AtomicU64])) {
     let failed = AtomicBool::new(false);
     let checked = AtomicU64::new(0);
 
+    /// Sets the flag when dropped.
+    struct StopOnDrop<'a>(&'a AtomicBool);
+    impl Drop for StopOnDrop<'_> {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Release);
+        }
+    }
+
     /// Sets the flag if the thread unwinds.
     struct OnPanic<'a>(&'a AtomicBool);
     impl Drop for OnPanic<'_> {
@@ -231,6 +239,9 @@ fn race(mut round: impl FnMut(&Nested, &mut Queue<'_>, u64, &[AtomicU64])) {
                 }
             });
         }
+        // Stops the translators however this thread leaves the loop, a panic included
+        // (the scope would otherwise wait for them forever).
+        let _stop = StopOnDrop(&done);
         'remap: for version in 1..VERSIONS {
             round(&n, &mut queue, version, &completed);
             let target = checked.load(Ordering::Relaxed) + 2 * PAGES;
@@ -248,7 +259,6 @@ fn race(mut round: impl FnMut(&Nested, &mut Queue<'_>, u64, &[AtomicU64])) {
                 }
             }
         }
-        done.store(true, Ordering::Release);
     });
 
     let stats = n.unit.stats();

@@ -244,6 +244,9 @@ impl Caches {
         let _serial = self.invalidating.lock().unwrap_or_else(|e| e.into_inner());
         let epoch = self.epoch.fetch_add(1, Ordering::SeqCst) + 1;
         debug_assert!(epoch & 1 == 1, "invalidations are serialised");
+        // The closing bump runs even if a drop panics, so the epoch never stays odd (which
+        // would refuse every fill from then on).
+        let _close = EpochClose(&self.epoch);
         self.drop_covered(inv, epoch);
         if matches!(
             inv,
@@ -256,7 +259,6 @@ impl Caches {
             // sources up before them, and is served no more.
             self.full_clears.fetch_add(1, Ordering::SeqCst);
         }
-        self.epoch.fetch_add(1, Ordering::SeqCst);
     }
 
     /// The drops of [`Caches::invalidate`], in invalidation epoch `epoch`.
@@ -386,6 +388,15 @@ impl Caches {
             ss_psc: self.ss_psc.len(),
             devtlb: self.devtlb.len(),
         }
+    }
+}
+
+/// Moves the epoch back to even when an invalidation is done (see [`Caches::invalidate`]).
+struct EpochClose<'a>(&'a AtomicU64);
+
+impl Drop for EpochClose<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
     }
 }
 

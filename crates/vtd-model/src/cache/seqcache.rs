@@ -502,7 +502,8 @@ impl<const K: usize, const V: usize, H: SetHash<K>> SeqCache<K, V, H> {
 mod tests {
     use super::*;
 
-    /// A fill whose check passes, with the stamp given.
+    /// A fill whose check passes, with the stamp given. Walks fill only in even epochs
+    /// and a clear's epoch is odd, as in the unit.
     struct At(u64);
 
     impl Fill for At {
@@ -581,7 +582,7 @@ mod tests {
         assert!(cache.may_hold(3));
         cache.clear(1);
         assert!(!cache.may_hold(3), "an empty cache needs no probe");
-        cache.insert_kind(&[2], &[20], 3, At(1));
+        cache.insert_kind(&[2], &[20], 3, At(2));
         assert!(cache.may_hold(3));
         assert_eq!(cache.lookup(&[2]), Some([20]));
     }
@@ -590,7 +591,7 @@ mod tests {
     fn clear_drops_entries_stamped_before_its_epoch_only() {
         let cache = SeqCache::<1, 1>::new(4, 2, Replacement::Clock);
         cache.insert(&[1], &[10], At(4));
-        cache.insert(&[2], &[20], At(5));
+        cache.insert(&[2], &[20], At(6));
         cache.clear(5);
         assert_eq!(cache.lookup(&[1]), None);
         assert_eq!(
@@ -604,9 +605,9 @@ mod tests {
     #[test]
     fn an_older_clear_never_revives_entries() {
         let cache = SeqCache::<1, 1>::new(1, 2, Replacement::Clock);
-        cache.insert(&[1], &[10], At(3));
+        cache.insert(&[1], &[10], At(2));
         cache.clear(7);
-        cache.clear(4);
+        cache.clear(3);
         assert_eq!(cache.lookup(&[1]), None);
     }
 
@@ -616,8 +617,8 @@ mod tests {
         cache.insert(&[1], &[10], At(0));
         cache.insert(&[2], &[20], At(0));
         cache.clear(1);
-        cache.insert(&[3], &[30], At(1));
-        cache.insert(&[4], &[40], At(1));
+        cache.insert(&[3], &[30], At(2));
+        cache.insert(&[4], &[40], At(2));
         assert_eq!(cache.lookup(&[3]), Some([30]), "no live entry was evicted");
         assert_eq!(cache.lookup(&[4]), Some([40]));
     }
@@ -627,7 +628,7 @@ mod tests {
         let cache = SeqCache::<1, 1>::new(1, 2, Replacement::Fifo);
         cache.insert(&[5], &[50], At(0));
         cache.clear(1);
-        cache.insert(&[5], &[51], At(1));
+        cache.insert(&[5], &[51], At(2));
         assert_eq!(cache.lookup(&[5]), Some([51]));
         assert_eq!(cache.len(), 1);
     }
@@ -637,7 +638,7 @@ mod tests {
         let cache = SeqCache::<1, 1>::new(2, 2, Replacement::Clock);
         cache.insert(&[1], &[10], At(0));
         cache.clear(1);
-        cache.insert(&[2], &[20], At(1));
+        cache.insert(&[2], &[20], At(2));
         assert_eq!(cache.retain_not(|_, _| true), 1);
     }
 
