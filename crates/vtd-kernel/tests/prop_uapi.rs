@@ -66,6 +66,7 @@ use prop_support::{Bytes, Guarded, PAGE};
 use uapi_support::{Env, layout, nr, raw_ptr, two_units, unit_39bit, unit_without_ssads};
 use vtd_iommufd::uapi::{HwptAllocFlags, MapFlags};
 use vtd_iommufd::{Errno, IoctlFd, VfioDevice, VtdS1, VtdS1Invalidate};
+use vtd_kernel::platform::page_chunks;
 use vtd_kernel::{DmaError, PlatformDesc, VfioDeviceFile};
 use vtd_model::PhysMem;
 use vtd_model::build::{Format, Leaf, PageTable};
@@ -2380,73 +2381,28 @@ impl DmaWorld {
         data: Option<Vec<u8>>,
     ) -> Result<(), TestCaseError> {
         let write = data.is_some();
-        let mut pieces: Vec<(usize, Range<usize>)> = Vec::new();
+        let mut landed: Vec<(usize, Range<usize>)> = Vec::new();
         let mut refused = false;
-        let mut done = 0;
-        while done < len {
-            let at = iova.wrapping_add(done as u64);
-            let n = (PAGE - (at % PAGE64) as usize).min(len - done);
-            match self.model.target(dev, at, n, write) {
-                Some(uaddr) => {
-                    let off = self.backing.offset_of(uaddr);
-                    prop_assert!(
-                        off.is_some_and(|o| o + n <= self.backing.len()),
-                        "the model maps IOVA {at:#x} outside the backing buffer"
-                    );
-                    pieces.push((off.expect("checked"), done..done + n));
-                }
-                None => {
-                    refused = true;
-                    break;
-                }
-            }
-            done += n;
+        for (at, range) in page_chunks(iova, len) {
+            let Some(uaddr) = self.model.target(dev, at, range.len(), write) else {
+                refused = true;
+                break;
+            };
+            let off = self.backing.offset_of(uaddr);
+            prop_assert!(
+                off.is_some_and(|o| o + range.len() <= self.backing.len()),
+                "the model maps IOVA {at:#x} outside the backing buffer"
+            );
+            landed.push((off.expect("checked"), range));
         }
-        let what = if write { "write" } else { "read" };
-        match data {
-            Some(data) => {
-                let r = self.env.platform.dma_write(dev, None, iova, &data);
-                for (off, range) in &pieces {
-                    self.shadow[*off..*off + range.len()].copy_from_slice(&data[range.clone()]);
-                }
-                if refused {
-                    prop_assert!(
-                        matches!(r, Err(DmaError::Fault(_))),
-                        "device {dev} DMA {what} of {len} at {iova:#x}: {r:?}, the model refuses it"
-                    );
-                } else {
-                    prop_assert!(
-                        r.is_ok(),
-                        "device {dev} DMA {what} of {len} at {iova:#x}: {r:?}"
-                    );
-                }
-            }
-            None => {
-                let mut buf = vec![0u8; len];
-                let r = self.env.platform.dma_read(dev, None, iova, &mut buf);
-                if refused {
-                    prop_assert!(
-                        matches!(r, Err(DmaError::Fault(_))),
-                        "device {dev} DMA {what} of {len} at {iova:#x}: {r:?}, the model refuses it"
-                    );
-                } else {
-                    prop_assert!(
-                        r.is_ok(),
-                        "device {dev} DMA {what} of {len} at {iova:#x}: {r:?}"
-                    );
-                    for (off, range) in &pieces {
-                        prop_assert_eq!(
-                            &buf[range.clone()],
-                            &self.shadow[*off..*off + range.len()],
-                            "device {} read at {:#x}",
-                            dev,
-                            iova + range.start as u64
-                        );
-                    }
-                }
-            }
-        }
-        Ok(())
+        let sent = SentDma {
+            dev,
+            iova,
+            data: data.as_deref(),
+            len,
+            label: "DMA",
+        };
+        send_dma(&self.env.platform, sent, &landed, refused, &mut self.shadow)
     }
 }
 
@@ -2978,61 +2934,31 @@ impl NestWorld {
         data: Option<Vec<u8>>,
     ) -> Result<(), TestCaseError> {
         let write = data.is_some();
-        let mut pieces: Vec<(u64, usize, Range<usize>)> = Vec::new();
+        let mut landed: Vec<(usize, Range<usize>)> = Vec::new();
         let mut refused = false;
-        let mut done = 0;
-        while done < len {
-            let at = iova.wrapping_add(done as u64);
-            let n = (PAGE - (at % PAGE64) as usize).min(len - done);
-            match self.model.target(at, n, write) {
-                Some(off) => {
-                    prop_assert!(
-                        off >= NEST_TABLE_BYTES && off + n <= self.backing.len(),
-                        "the model maps IOVA {at:#x} outside the data pages"
-                    );
-                    pieces.push((at, off, done..done + n));
-                }
-                None => {
-                    refused = true;
-                    break;
-                }
-            }
-            done += n;
+        for (at, range) in page_chunks(iova, len) {
+            let Some(off) = self.model.target(at, range.len(), write) else {
+                refused = true;
+                break;
+            };
+            prop_assert!(
+                off >= NEST_TABLE_BYTES && off + range.len() <= self.backing.len(),
+                "the model maps IOVA {at:#x} outside the data pages"
+            );
+            landed.push((off, range));
         }
-        let what = if write { "write" } else { "read" };
-        let mut buf = vec![0u8; len];
-        let r = match &data {
-            Some(data) => {
-                let r = self.env.platform.dma_write(dev, None, iova, data);
-                for (_, off, range) in &pieces {
-                    self.shadow[*off..*off + range.len()].copy_from_slice(&data[range.clone()]);
-                }
-                r
-            }
-            None => self.env.platform.dma_read(dev, None, iova, &mut buf),
+        let sent = SentDma {
+            dev,
+            iova,
+            data: data.as_deref(),
+            len,
+            label: "nested DMA",
         };
-        if refused {
-            prop_assert!(
-                matches!(r, Err(DmaError::Fault(_))),
-                "device {dev} nested DMA {what} of {len} at {iova:#x}: {r:?}, the model refuses it"
-            );
-        } else {
-            prop_assert!(
-                r.is_ok(),
-                "device {dev} nested DMA {what} of {len} at {iova:#x}: {r:?}"
-            );
-        }
-        for (at, off, range) in &pieces {
-            if !write && !refused {
-                prop_assert_eq!(
-                    &buf[range.clone()],
-                    &self.shadow[*off..*off + range.len()],
-                    "device {} nested read at {:#x}",
-                    dev,
-                    at
-                );
-            }
-            let path = self.s1_path(*at);
+        send_dma(&self.env.platform, sent, &landed, refused, &mut self.shadow)?;
+        let what = if write { "write" } else { "read" };
+        for (_, range) in &landed {
+            let at = iova.wrapping_add(range.start as u64);
+            let path = self.s1_path(at);
             for (i, &e) in path.iter().enumerate() {
                 let v = self.backing_word(e);
                 prop_assert!(
@@ -3180,4 +3106,70 @@ proptest! {
             world.step(step)?;
         }
     }
+}
+
+/// One device DMA as a property sends it: a write of `data`, or a read of `len` bytes.
+struct SentDma<'a> {
+    dev: usize,
+    iova: u64,
+    data: Option<&'a [u8]>,
+    len: usize,
+    /// What failure messages call it.
+    label: &'static str,
+}
+
+/// Send `sent` and check it against a shadow of the user memory. `landed` are the pieces
+/// the model lets through, in order (offset in the user memory, byte range in the DMA);
+/// `refused` says the model stops the DMA at the piece after them. A refused DMA must
+/// fault, any other must succeed; a write changes the shadow where it landed, and a read
+/// returns the shadow's bytes there.
+fn send_dma(
+    platform: &vtd_kernel::Platform,
+    sent: SentDma<'_>,
+    landed: &[(usize, Range<usize>)],
+    refused: bool,
+    shadow: &mut [u8],
+) -> Result<(), TestCaseError> {
+    let SentDma {
+        dev,
+        iova,
+        data,
+        len,
+        label,
+    } = sent;
+    let mut buf = vec![0u8; len];
+    let (what, r) = match data {
+        Some(data) => {
+            let r = platform.dma_write(dev, None, iova, data);
+            for (off, range) in landed {
+                shadow[*off..*off + range.len()].copy_from_slice(&data[range.clone()]);
+            }
+            ("write", r)
+        }
+        None => ("read", platform.dma_read(dev, None, iova, &mut buf)),
+    };
+    if refused {
+        prop_assert!(
+            matches!(r, Err(DmaError::Fault(_))),
+            "device {dev} {label} {what} of {len} at {iova:#x}: {r:?}, the model refuses it"
+        );
+        return Ok(());
+    }
+    prop_assert!(
+        r.is_ok(),
+        "device {dev} {label} {what} of {len} at {iova:#x}: {r:?}"
+    );
+    if data.is_none() {
+        for (off, range) in landed {
+            prop_assert_eq!(
+                &buf[range.clone()],
+                &shadow[*off..*off + range.len()],
+                "device {} {} read at {:#x}",
+                dev,
+                label,
+                iova.wrapping_add(range.start as u64)
+            );
+        }
+    }
+    Ok(())
 }
