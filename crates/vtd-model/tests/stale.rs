@@ -8,7 +8,9 @@ mod inv_support;
 use inv_support::{GUEST_BASE, Rig, Space, desc, gpa, hpa};
 use vtd_model::config::UnitConfig;
 use vtd_model::request::TranslationKind;
+use vtd_model::stats::Stats;
 use vtd_spec::fault::FaultReason;
+use vtd_spec::inv::RawDescriptor;
 
 const SID_A: u16 = 0x0018;
 const SID_B: u16 = 0x0020;
@@ -713,36 +715,37 @@ fn front_cached_leaf_serves_the_new_page_after_global_iotlb_invalidation() {
     assert_eq!(rig.served(&s, X), (hpa(100), false));
 }
 
-#[test]
-fn front_cached_translation_reads_the_context_entry_again_after_global_context_invalidation() {
+/// The translation of `X` that follows a global invalidation by `descriptor`, and the
+/// counters it moved.
+fn front_cached_after(descriptor: RawDescriptor) -> ((u64, bool), Stats) {
     let (rig, s) = front_cached_first_stage_leaf();
     let mut q = rig.queue(true);
-    q.submit_and_wait(&[desc::cc_global()]).unwrap();
+    q.submit_and_wait(&[descriptor]).unwrap();
     let before = rig.stats();
-
     let served = rig.served(&s, X);
+    (served, rig.stats().since(&before))
+}
+
+#[test]
+fn front_cached_translation_reads_the_context_entry_again_after_global_context_invalidation() {
+    let (served, moved) = front_cached_after(desc::cc_global());
 
     assert_eq!(
         served,
         (hpa(0), true),
         "the IOTLB entry was not invalidated"
     );
-    assert_eq!(rig.stats().since(&before).context_cache_misses, 1);
+    assert_eq!(moved.context_cache_misses, 1);
 }
 
 #[test]
 fn front_cached_translation_reads_the_pasid_entry_again_after_global_pasid_cache_invalidation() {
-    let (rig, s) = front_cached_first_stage_leaf();
-    let mut q = rig.queue(true);
-    q.submit_and_wait(&[desc::pc_global()]).unwrap();
-    let before = rig.stats();
-
-    let served = rig.served(&s, X);
+    let (served, moved) = front_cached_after(desc::pc_global());
 
     assert_eq!(
         served,
         (hpa(0), true),
         "the IOTLB entry was not invalidated"
     );
-    assert_eq!(rig.stats().since(&before).pasid_cache_misses, 1);
+    assert_eq!(moved.pasid_cache_misses, 1);
 }
