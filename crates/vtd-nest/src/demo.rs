@@ -260,16 +260,12 @@ pub fn run(rep: &mut Report<'_>) -> Result<()> {
 
     let nic_sid = desc.devices[0].sid;
     let read = |iova: u64, len: usize| {
-        let spec = DmaSpec {
-            device: "nic0".into(),
-            iova,
-            access: Access::Read,
-            len,
-            pasid: None,
-            privileged: false,
-            data: None,
-        };
-        dma_through(host, &**platform.host_mem(), nic_sid, &spec)
+        dma_through(
+            host,
+            &**platform.host_mem(),
+            nic_sid,
+            &DmaSpec::read("nic0", iova, len),
+        )
     };
     let gpa_of = |hpa: u64| {
         map.regions().iter().find_map(|r| {

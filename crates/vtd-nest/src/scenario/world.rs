@@ -228,6 +228,19 @@ pub struct DmaSpec {
 }
 
 impl DmaSpec {
+    /// A plain read of `len` bytes at `iova` by `device`: no PASID, user privilege.
+    pub fn read(device: &str, iova: u64, len: usize) -> Self {
+        Self {
+            device: device.into(),
+            iova,
+            access: Access::Read,
+            len,
+            pasid: None,
+            privileged: false,
+            data: None,
+        }
+    }
+
     /// The request for `len` bytes at `addr` of this DMA, from source id `sid`.
     fn request(&self, sid: u16, addr: u64, len: u32) -> Request {
         let mut req = Request::new(sid, addr, self.access).with_len(len);
@@ -1318,16 +1331,7 @@ mod tests {
             "[[device]]\nname = \"nic0\"\nguest_bdf = \"00:02.0\"\n[[device]]\nname = \"emu0\"\nkind = \"emulated\"\nguest_bdf = \"00:04.0\"\n",
         )
         .unwrap();
-        let spec = DmaSpec {
-            device: "emu0".into(),
-            iova,
-            access: Access::Read,
-            len,
-            pasid: None,
-            privileged: false,
-            data: None,
-        };
-        (sc, spec)
+        (sc, DmaSpec::read("emu0", iova, len))
     }
 
     #[test]
