@@ -4,8 +4,9 @@
 //!   same keys (source id, PASID, page). Target ≤ 1.5×.
 //! - `cold_walk`: a nested 4-level-over-4-level walk with every cache flushed ÷ 24
 //!   dependent loads (a pointer chase over 24 pages). Target ≤ 3×. For reference, in the
-//!   same run: the clock reads each timed walk pays, and the set locks alone of the cache
-//!   fills a flushed walk makes.
+//!   same run: the clock reads each timed walk pays, the set locks alone of the cache
+//!   fills a flushed walk makes, and the walk's table reads alone (presence checks only);
+//!   together they are a floor under any flushed walk that fills the caches.
 //! - `throughput`: translations per second on a NIC-like receive trace (about 90 % IOTLB
 //!   hits), one thread and two. Targets ≥ 30 M/s on one core, two threads ≥ 1.7× one.
 //!
