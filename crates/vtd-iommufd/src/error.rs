@@ -47,6 +47,10 @@ pub enum Call {
     VfioRegionRead,
     /// `pwrite(2)` of a VFIO device region.
     VfioRegionWrite,
+    /// `read(2)` of a fault queue's page faults.
+    FaultRead,
+    /// `write(2)` of page responses to a fault queue.
+    FaultWrite,
 }
 
 impl fmt::Display for Call {
@@ -72,6 +76,8 @@ impl fmt::Display for Call {
             Call::VfioGetRegionInfo => "VFIO_DEVICE_GET_REGION_INFO",
             Call::VfioRegionRead => "pread(VFIO region)",
             Call::VfioRegionWrite => "pwrite(VFIO region)",
+            Call::FaultRead => "read(2) of a fault queue",
+            Call::FaultWrite => "write(2) of a fault queue",
         })
     }
 }

@@ -258,6 +258,26 @@ impl<F: IoctlFd> Iommufd<F> {
         self.test_cmd(&mut cmd)
     }
 
+    /// `IOMMU_TEST_OP_TRIGGER_IOPF`: mock device `dev_id` reports a page request (the
+    /// last of group `grpid`; with a PASID unless `pasid` is 0) for `addr` with `perm`
+    /// (`IOMMU_PGFAULT_PERM_*`).
+    pub fn test_trigger_iopf(
+        &self,
+        dev_id: u32,
+        pasid: u32,
+        grpid: u32,
+        perm: u32,
+        addr: u64,
+    ) -> Result<()> {
+        let mut cmd = iommu_test_cmd::new(OP_TRIGGER_IOPF, 0);
+        cmd.set_u32_at(16, dev_id);
+        cmd.set_u32_at(20, pasid);
+        cmd.set_u32_at(24, grpid);
+        cmd.set_u32_at(28, perm);
+        cmd.set_u64_at(32, addr);
+        self.test_cmd(&mut cmd)
+    }
+
     /// `IOMMU_TEST_OP_DIRTY`: mark dirty the mock PTEs of `[iova, iova + length)` whose
     /// bit is set in `bitmap` (one bit per `page_size`); returns how many were marked.
     pub fn test_dirty(

@@ -7,15 +7,31 @@ use bitflags::bitflags;
 
 pub use iommufd_bindings::{
     iommu_destroy, iommu_fault_alloc, iommu_hw_info, iommu_hw_info_vtd, iommu_hwpt_alloc,
-    iommu_hwpt_get_dirty_bitmap, iommu_hwpt_invalidate, iommu_hwpt_set_dirty_tracking,
-    iommu_hwpt_vtd_s1, iommu_hwpt_vtd_s1_invalidate, iommu_ioas_alloc, iommu_ioas_allow_iovas,
-    iommu_ioas_copy, iommu_ioas_iova_ranges, iommu_ioas_map, iommu_ioas_unmap, iommu_iova_range,
-    iommu_option, iommu_vfio_ioas,
+    iommu_hwpt_get_dirty_bitmap, iommu_hwpt_invalidate, iommu_hwpt_page_response,
+    iommu_hwpt_pgfault, iommu_hwpt_set_dirty_tracking, iommu_hwpt_vtd_s1,
+    iommu_hwpt_vtd_s1_invalidate, iommu_ioas_alloc, iommu_ioas_allow_iovas, iommu_ioas_copy,
+    iommu_ioas_iova_ranges, iommu_ioas_map, iommu_ioas_unmap, iommu_iova_range, iommu_option,
+    iommu_vfio_ioas,
 };
 pub use vfio_bindings::bindings::vfio::{
     vfio_device_attach_iommufd_pt, vfio_device_bind_iommufd, vfio_device_detach_iommufd_pt,
     vfio_device_info, vfio_region_info,
 };
+
+/// `IOMMU_PGFAULT_FLAGS_PASID_VALID`: the fault record's `pasid` is valid.
+pub const IOMMU_PGFAULT_FLAGS_PASID_VALID: u32 =
+    iommufd_bindings::iommu_hwpt_pgfault_flags_IOMMU_PGFAULT_FLAGS_PASID_VALID;
+/// `IOMMU_PGFAULT_FLAGS_LAST_PAGE`: the last fault of its group.
+pub const IOMMU_PGFAULT_FLAGS_LAST_PAGE: u32 =
+    iommufd_bindings::iommu_hwpt_pgfault_flags_IOMMU_PGFAULT_FLAGS_LAST_PAGE;
+/// `IOMMUFD_PAGE_RESP_SUCCESS`: the fault was handled, retry the access.
+pub const IOMMUFD_PAGE_RESP_SUCCESS: u32 =
+    iommufd_bindings::iommufd_page_response_code_IOMMUFD_PAGE_RESP_SUCCESS;
+/// `IOMMUFD_PAGE_RESP_INVALID`: the fault could not be handled.
+pub const IOMMUFD_PAGE_RESP_INVALID: u32 =
+    iommufd_bindings::iommufd_page_response_code_IOMMUFD_PAGE_RESP_INVALID;
+/// `IOMMU_NO_PASID`: the PASID of requests without one.
+pub const IOMMU_NO_PASID: u32 = 0;
 
 /// `IOMMU_HWPT_DATA_NONE`.
 pub const IOMMU_HWPT_DATA_NONE: u32 = 0;
