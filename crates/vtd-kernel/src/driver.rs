@@ -168,6 +168,14 @@ pub trait IommuDriver: Send + Sync {
     /// Put `dev` on the blocking domain: all its DMA is refused.
     fn block_dev(&self, dev: DevIndex);
 
+    /// Turn on I/O page faults for `dev` (`iommu_dev_enable_feature(IOMMU_DEV_FEAT_IOPF)`),
+    /// which attaching it to a HWPT with a FAULT needs. VT-d needs ATS and PRI on the
+    /// device (`intel_iommu_enable_iopf`) and no simulated PCI device has PRI: ENODEV.
+    fn enable_iopf(&self, dev: DevIndex) -> Result<(), Errno> {
+        let _ = dev;
+        Err(Errno::ENODEV)
+    }
+
     /// Process a user cache-invalidation request on a nested domain; returns how many
     /// entries were handled and the first failure, if any.
     fn cache_invalidate_user(

@@ -10,10 +10,10 @@ use vtd_model::request::{Access, Request, Translation};
 use vtd_model::{Fault, PhysMem, Unit, UnitConfig};
 
 use crate::driver::IommuDriver;
-use crate::files::{FdTable, IommufdFile, VfioDeviceFile};
+use crate::files::{FdTable, IommufdFile, OpenFile, VfioDeviceFile};
 use crate::hostmem::HostMem;
 use crate::intel::IntelDriver;
-use crate::iommufd::{Drivers, MockDriver};
+use crate::iommufd::{Drivers, Ictx, MockDriver};
 
 /// A PCI device of the platform.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -329,6 +329,38 @@ impl Platform {
         // Dropping `ctx` may release the context, outside the descriptor table's lock.
         drop(ctx);
         Ok(())
+    }
+
+    /// `read(2)` on a fault queue's descriptor: the page faults queued for it, as whole
+    /// `struct iommu_hwpt_pgfault` records, each with the cookie its response must
+    /// carry. ESPIPE unless `buf` holds a whole number of records; 0 when none is queued
+    /// (the simulation never blocks); EBADF for a number that is no fault queue's.
+    pub fn fault_read(&self, fd: i32, buf: &mut [u8]) -> Result<usize, Errno> {
+        let (ctx, id) = self.fault_file(fd)?;
+        ctx.fault_read(id, buf)
+    }
+
+    /// `write(2)` of `struct iommu_hwpt_page_response` records to a fault queue's
+    /// descriptor: each answers the fault read with its cookie. Returns the bytes of the
+    /// responses taken; EINVAL when the first has an unknown cookie or code, ESPIPE unless
+    /// `data` holds a whole number of responses, EBADF as for [`Platform::fault_read`].
+    pub fn fault_write(&self, fd: i32, data: &[u8]) -> Result<usize, Errno> {
+        let (ctx, id) = self.fault_file(fd)?;
+        ctx.fault_write(id, data)
+    }
+
+    /// `poll(2)` for reading on a fault queue's descriptor: true when a read would return
+    /// a fault. EBADF as for [`Platform::fault_read`].
+    pub fn fault_readable(&self, fd: i32) -> Result<bool, Errno> {
+        let (ctx, id) = self.fault_file(fd)?;
+        ctx.fault_readable(id)
+    }
+
+    fn fault_file(&self, fd: i32) -> Result<(Arc<Ictx>, u32), Errno> {
+        match self.inner.files.get(fd) {
+            Some(OpenFile::Fault { ctx, id }) => Ok((ctx, id)),
+            _ => Err(Errno::EBADF),
+        }
     }
 
     /// Fault injection, the analogue of Linux's `/proc/self/task/<tid>/fail-nth` that the

@@ -46,7 +46,8 @@ impl State {
         }
     }
 
-    fn hwpt_fault(&self, hwpt: u32) -> Option<u32> {
+    /// The FAULT of HWPT `hwpt`, if it has one (only nested HWPTs can in 6.12).
+    pub(super) fn hwpt_fault(&self, hwpt: u32) -> Option<u32> {
         match self.objects.get(&hwpt).map(|o| &o.kind)? {
             ObjKind::HwptNested(n) => n.fault,
             _ => None,
@@ -73,6 +74,7 @@ impl Ictx {
         let id = st.insert(ObjKind::Device(Device {
             dev,
             attached: None,
+            attach_gen: 0,
         }));
         // The binding driver's reference: DESTROY of a DEVICE is always EBUSY.
         st.add_user(id);
@@ -151,8 +153,11 @@ impl Ictx {
         let Some(hwpt) = device.attached.take() else {
             return false;
         };
-        let dev = device.dev;
+        let (dev, attach_gen) = (device.dev, device.attach_gen);
         driver.block_dev(dev);
+        if let Some(queue) = st.hwpt_fault(hwpt).and_then(|f| st.fault_queue_mut(f).ok()) {
+            queue.answer_attachment(id, attach_gen);
+        }
         if let Some(ioas) = st.paging_ioas(hwpt).and_then(|i| st.ioas_mut(i).ok()) {
             ioas.unreserve(Owner::Device(id));
         }
@@ -181,21 +186,25 @@ impl Ictx {
         let (dom, _) = domain_of(st, hwpt).ok_or(Errno::EINVAL)?;
         let ioas_id = st.paging_ioas(hwpt).ok_or(Errno::EINVAL)?;
         st.ioas_mut(ioas_id)?.enforce_dev_resv(driver, dev, id)?;
-        let result = if st.hwpt_fault(hwpt).is_some() {
-            // IOPF needs ATS and PRI on the device; no simulated device has PRI.
-            Err(Errno::ENODEV)
-        } else {
+        // A HWPT with a FAULT needs the device's IOPF first.
+        let result = match st.hwpt_fault(hwpt) {
+            Some(_) => driver.enable_iopf(dev),
+            None => Ok(()),
+        }
+        .and_then(|()| {
             driver
                 .attach_dev(dom, dev)
                 .inspect_err(|_| driver.block_dev(dev))
-        };
+        });
         if let Err(e) = result {
             if let Ok(ioas) = st.ioas_mut(ioas_id) {
                 ioas.unreserve(Owner::Device(id));
             }
             return Err(e);
         }
-        st.device_mut(id)?.attached = Some(hwpt);
+        let device = st.device_mut(id)?;
+        device.attached = Some(hwpt);
+        device.attach_gen += 1;
         st.add_user(hwpt);
         Ok(())
     }
@@ -228,9 +237,12 @@ impl Ictx {
                 ioas.unreserve(Owner::Device(id));
             }
         };
-        if st.hwpt_fault(new).is_some() && st.hwpt_fault(old).is_none() {
+        if st.hwpt_fault(new).is_some()
+            && st.hwpt_fault(old).is_none()
+            && let Err(e) = driver.enable_iopf(dev)
+        {
             undo_reserve(st);
-            return Err(Errno::ENODEV);
+            return Err(e);
         }
         if let Err(e) = driver.attach_dev(new_dom, dev) {
             // The core puts the device back on its old domain.
@@ -243,7 +255,19 @@ impl Ictx {
         if moves && let Some(ioas) = old_ioas.and_then(|i| st.ioas_mut(i).ok()) {
             ioas.unreserve(Owner::Device(id));
         }
-        st.device_mut(id)?.attached = Some(new);
+        let device = st.device_mut(id)?;
+        let old_gen = device.attach_gen;
+        device.attached = Some(new);
+        device.attach_gen += 1;
+        // Linux 6.12 (iommufd_hwpt_replace_device) answers the old attachment's faults
+        // in the queue of the *new* HWPT's FAULT: those in the old HWPT's queue are only
+        // answered when both HWPTs share one FAULT, and otherwise stay queued.
+        if st.hwpt_fault(old).is_some()
+            && let Some(fault) = st.hwpt_fault(new)
+            && let Ok(queue) = st.fault_queue_mut(fault)
+        {
+            queue.answer_attachment(id, old_gen);
+        }
         st.add_user(new);
         self.put_hwpt(st, driver, mem, old);
         Ok(())

@@ -11,6 +11,7 @@
 //! One mutex serialises a context's ioctls; DMA never takes it.
 
 mod device;
+mod fault;
 mod hwpt;
 mod ioas;
 mod selftest;
@@ -25,6 +26,7 @@ use crate::driver::{DevIndex, DomainHandle, IommuDriver};
 use crate::hostmem::HostMem;
 use crate::platform::PlatformInner;
 use crate::uaccess::{as_bytes, check_zeroed_user, copy_from_user, copy_to_user, read_user};
+use fault::FaultQueue;
 pub(crate) use ioas::{Ioas, Owner};
 pub(crate) use selftest::{Drivers, MockDriver, SelftestObj};
 
@@ -60,6 +62,9 @@ pub(crate) struct Device {
     pub(crate) dev: DevIndex,
     /// The HWPT its requests without PASID use.
     pub(crate) attached: Option<u32>,
+    /// Bumped by every attach and replace: the page faults a HWPT with a FAULT queued
+    /// carry it, so that leaving that attachment answers its own faults only.
+    pub(crate) attach_gen: u64,
 }
 
 pub(crate) enum ObjKind {
@@ -67,7 +72,7 @@ pub(crate) enum ObjKind {
     Device(Device),
     HwptPaging(HwptPaging),
     HwptNested(HwptNested),
-    Fault,
+    Fault(FaultQueue),
     /// A mock device of IOMMU_TEST_OP_MOCK_DOMAIN; `None` while it is being built.
     Selftest(Option<SelftestObj>),
 }
@@ -85,7 +90,7 @@ impl Obj {
             ObjKind::Device(_) => ObjType::Device,
             ObjKind::HwptPaging(_) => ObjType::HwptPaging,
             ObjKind::HwptNested(_) => ObjType::HwptNested,
-            ObjKind::Fault => ObjType::Fault,
+            ObjKind::Fault(_) => ObjType::Fault,
             ObjKind::Selftest(_) => ObjType::Selftest,
         }
     }
@@ -137,6 +142,14 @@ impl State {
     pub(crate) fn device(&self, id: u32) -> Result<&Device, Errno> {
         match &self.get(id, ObjType::Device)?.kind {
             ObjKind::Device(d) => Ok(d),
+            _ => Err(Errno::ENOENT),
+        }
+    }
+
+    /// The queue of FAULT `id`.
+    pub(crate) fn fault_queue_mut(&mut self, id: u32) -> Result<&mut FaultQueue, Errno> {
+        match self.objects.get_mut(&id).map(|o| &mut o.kind) {
+            Some(ObjKind::Fault(q)) => Ok(q),
             _ => Err(Errno::ENOENT),
         }
     }
@@ -347,7 +360,7 @@ impl Ictx {
                 }
             }
             ObjKind::Selftest(Some(s)) => self.destroy_selftest(st, driver, mem, s),
-            ObjKind::Device(_) | ObjKind::Fault | ObjKind::Selftest(None) => {}
+            ObjKind::Device(_) | ObjKind::Fault(_) | ObjKind::Selftest(None) => {}
         }
         if st.vfio_ioas == Some(id) {
             st.vfio_ioas = None;
@@ -460,8 +473,9 @@ impl Ictx {
 
     /// IOMMU_FAULT_QUEUE_ALLOC: a FAULT object and the descriptor of its queue. The open
     /// descriptor holds a reference on the object (DESTROY is EBUSY until it is closed
-    /// with [`crate::Platform::close_fd`]) and on the context. Page requests are not
-    /// simulated, so the queue never delivers anything.
+    /// with [`crate::Platform::close_fd`]) and on the context. The selftest mock's page
+    /// requests are read from it and answered with [`crate::Platform::fault_read`] and
+    /// [`crate::Platform::fault_write`].
     fn fault_queue_alloc_ioctl(&self, buf: &mut [u8], arg: u64) -> Result<(), Errno> {
         let flags = u32::from_le_bytes(buf[4..8].try_into().unwrap_or_default());
         if flags != 0 {
@@ -472,7 +486,7 @@ impl Ictx {
         let id = {
             let mut st = self.lock();
             platform.mem.fail_point()?;
-            let id = st.insert(ObjKind::Fault);
+            let id = st.insert(ObjKind::Fault(FaultQueue::default()));
             st.add_user(id);
             id
         };
@@ -494,5 +508,20 @@ impl Ictx {
     /// The fault queue's descriptor of FAULT `id` was closed: drop its reference.
     pub(crate) fn fault_file_closed(&self, id: u32) {
         self.lock().drop_user(id);
+    }
+
+    /// `read(2)` on the queue of FAULT `id` (see [`FaultQueue::read`]).
+    pub(crate) fn fault_read(&self, id: u32, buf: &mut [u8]) -> Result<usize, Errno> {
+        self.lock().fault_queue_mut(id)?.read(buf)
+    }
+
+    /// `write(2)` of page responses to the queue of FAULT `id` (see [`FaultQueue::write`]).
+    pub(crate) fn fault_write(&self, id: u32, data: &[u8]) -> Result<usize, Errno> {
+        self.lock().fault_queue_mut(id)?.write(data)
+    }
+
+    /// Whether the queue of FAULT `id` has a fault to read.
+    pub(crate) fn fault_readable(&self, id: u32) -> Result<bool, Errno> {
+        Ok(self.lock().fault_queue_mut(id)?.readable())
     }
 }

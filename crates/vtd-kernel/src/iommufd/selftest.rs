@@ -13,7 +13,8 @@
 //! Not simulated: the in-kernel access ops (CREATE_ACCESS, DESTROY_ACCESS_PAGES,
 //! ACCESS_PAGES, ACCESS_RW, ACCESS_REPLACE_IOAS: emulated-device pinning, which no VT-d
 //! path uses) and MD_CHECK_REFS (the simulation keeps no per-page pin counts); they give
-//! EOPNOTSUPP. TRIGGER_IOPF checks its device and succeeds, but no fault is delivered.
+//! EOPNOTSUPP. TRIGGER_IOPF reports a page request, which reaches user space through
+//! the FAULT of the HWPT the device is attached to (see `fault.rs`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -28,8 +29,12 @@ use vtd_iommufd::selftest::{
     OP_MOCK_DOMAIN, OP_MOCK_DOMAIN_FLAGS, OP_MOCK_DOMAIN_REPLACE, OP_SET_TEMP_MEMORY_LIMIT,
     OP_TRIGGER_IOPF, iommu_test_cmd,
 };
-use vtd_iommufd::uapi::{HwCaps, HwptAllocFlags};
+use vtd_iommufd::uapi::{
+    HwCaps, HwptAllocFlags, IOMMU_NO_PASID, IOMMU_PGFAULT_FLAGS_LAST_PAGE,
+    IOMMU_PGFAULT_FLAGS_PASID_VALID,
+};
 
+use super::fault::Iopf;
 use super::{Ictx, ObjKind, Owner, State, decode, encode};
 use crate::driver::{
     DevIndex, DomainGeometry, DomainHandle, DomainKind, HwInfoReport, IommuDriver, Prot,
@@ -379,6 +384,11 @@ impl IommuDriver for MockDriver {
 
     fn block_dev(&self, _dev: DevIndex) {}
 
+    /// The mock IOMMU has an IOPF queue (`mock_dev_enable_feat`): every mock device can.
+    fn enable_iopf(&self, _dev: DevIndex) -> Result<(), Errno> {
+        Ok(())
+    }
+
     /// `mock_domain_cache_invalidate_user`.
     fn cache_invalidate_user(
         &self,
@@ -623,6 +633,10 @@ impl IommuDriver for Drivers {
     fn resv_regions(&self, dev: DevIndex) -> Vec<ResvRegion> {
         self.for_dev(dev).resv_regions(dev)
     }
+
+    fn enable_iopf(&self, dev: DevIndex) -> Result<(), Errno> {
+        self.for_dev(dev).enable_iopf(dev)
+    }
 }
 
 /// A SELFTEST object: a mock device and its DEVICE object. `None` while
@@ -653,6 +667,45 @@ mod at {
     pub(super) const IOTLB_ID: usize = 16;
     pub(super) const IOTLB_VALUE: usize = 20;
     pub(super) const IOPF_DEV: usize = 16;
+    pub(super) const IOPF_PASID: usize = 20;
+    pub(super) const IOPF_GRPID: usize = 24;
+    pub(super) const IOPF_PERM: usize = 28;
+    pub(super) const IOPF_ADDR: usize = 32;
+}
+
+impl Ictx {
+    /// `iommufd_test_trigger_iopf`: the device reports a page request, the last of its
+    /// group (`iommu_report_device_fault`). It reaches a FAULT queue only when the device
+    /// is attached to a HWPT with a FAULT: with a PASID the mock IOMMU (which lets user
+    /// space own the PASID table) takes the handler of the nested domain on the RID,
+    /// without one the RID's domain; only nested HWPTs carry a FAULT in 6.12, so both
+    /// come to the same. Otherwise the request is answered at once and the op still
+    /// succeeds. ENOENT when the id is no DEVICE.
+    fn trigger_iopf(&self, cmd: &iommu_test_cmd) -> Result<(), Errno> {
+        let dev_id = cmd.u32_at(at::IOPF_DEV);
+        let pasid = cmd.u32_at(at::IOPF_PASID);
+        let mut st = self.lock();
+        let device = st.device(dev_id)?;
+        let (attached, attach_gen) = (device.attached, device.attach_gen);
+        let Some(fault) = attached.and_then(|h| st.hwpt_fault(h)) else {
+            return Ok(());
+        };
+        let pasid_valid = if pasid != IOMMU_NO_PASID {
+            IOMMU_PGFAULT_FLAGS_PASID_VALID
+        } else {
+            0
+        };
+        st.fault_queue_mut(fault)?.report(Iopf {
+            flags: IOMMU_PGFAULT_FLAGS_LAST_PAGE | pasid_valid,
+            dev_id,
+            pasid,
+            grpid: cmd.u32_at(at::IOPF_GRPID),
+            perm: cmd.u32_at(at::IOPF_PERM),
+            addr: cmd.u64_at(at::IOPF_ADDR),
+            attach_gen,
+        });
+        Ok(())
+    }
 }
 
 impl State {
@@ -745,8 +798,7 @@ impl Ictx {
                 false
             }
             OP_TRIGGER_IOPF => {
-                // The device must exist; the page request itself is not delivered.
-                self.lock().device(cmd.u32_at(at::IOPF_DEV))?;
+                self.trigger_iopf(&cmd)?;
                 false
             }
             _ => return Err(Errno::EOPNOTSUPP),
