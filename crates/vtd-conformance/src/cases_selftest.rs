@@ -18,7 +18,7 @@ use vtd_iommufd::uapi::{
     HwCaps, HwptAllocFlags, IOMMU_HWPT_DATA_NONE, MapFlags, iommu_hwpt_alloc,
     iommu_hwpt_invalidate, size_of,
 };
-use vtd_iommufd::{Error, Iommufd};
+use vtd_iommufd::{Call, Error, Iommufd};
 
 use crate::target::{Fd, Target};
 use crate::{Buffer, Case, Failure, Log, Outcome};
@@ -236,6 +236,18 @@ pub(crate) static CASES: &[Case] = &[
     Case {
         name: "ioas.range_arrays_faulting_midway",
         run: ioas_range_arrays_faulting_midway,
+    },
+    Case {
+        name: "fault.iopf_is_read_once_and_answered_by_cookie",
+        run: fault_iopf_is_read_once_and_answered_by_cookie,
+    },
+    Case {
+        name: "fault.iopf_without_a_fault_hwpt_is_dropped",
+        run: fault_iopf_without_a_fault_hwpt_is_dropped,
+    },
+    Case {
+        name: "fault.leaving_the_attachment_answers_its_faults",
+        run: fault_leaving_the_attachment_answers_its_faults,
     },
 ];
 
@@ -2881,4 +2893,252 @@ fn ioas_range_arrays_faulting_midway(t: &dyn Target, log: &mut Log) -> Outcome {
     let auto = log.ok("map_auto", map_auto(&ictx, ioas, &a))?;
     log.check("auto_in_old_allowed", (g..=g + 0xffff).contains(&auto))?;
     log.eq("unmap_all", ictx.ioas_unmap_all(ioas)?, 0x4000)
+}
+
+/// A fault queue: (FAULT id, descriptor), from IOMMU_FAULT_QUEUE_ALLOC.
+fn fault_queue(ictx: &Iommufd<Fd>) -> vtd_iommufd::Result<(u32, i32)> {
+    // struct iommu_fault_alloc: size, flags, out_fault_id, out_fault_fd.
+    let mut buf = [16u64, 0];
+    raw(ictx, IOMMU_FAULT_QUEUE_ALLOC, &mut buf)?;
+    Ok((buf[1] as u32, (buf[1] >> 32) as i32))
+}
+
+/// A selftest nested HWPT over `parent` delivering its page faults to `fault`.
+fn nested_with_fault(
+    ictx: &Iommufd<Fd>,
+    dev: u32,
+    parent: u32,
+    fault: u32,
+) -> vtd_iommufd::Result<u32> {
+    let mut data = IOMMU_TEST_IOTLB_DEFAULT;
+    ictx.hwpt_alloc_raw(&mut iommu_hwpt_alloc {
+        size: size_of::<iommu_hwpt_alloc>(),
+        flags: HwptAllocFlags::FAULT_ID_VALID.bits(),
+        dev_id: dev,
+        pt_id: parent,
+        data_type: IOMMU_HWPT_DATA_SELFTEST,
+        data_len: 4,
+        data_uptr: &mut data as *mut u32 as u64,
+        fault_id: fault,
+        ..Default::default()
+    })
+}
+
+/// read(2) of up to `records` fault records from a fault queue.
+fn read_faults(t: &dyn Target, fd: i32, records: usize) -> vtd_iommufd::Result<Vec<u8>> {
+    let mut buf = vec![0u8; records * FAULT_RECORD];
+    let n = t.fault_read(fd, &mut buf).map_err(|errno| Error::Ioctl {
+        call: Call::FaultRead,
+        errno,
+    })?;
+    buf.truncate(n);
+    Ok(buf)
+}
+
+/// write(2) of `struct iommu_hwpt_page_response` {cookie, code} records.
+fn respond(t: &dyn Target, fd: i32, answers: &[(u32, u32)]) -> vtd_iommufd::Result<usize> {
+    let bytes: Vec<u8> = answers
+        .iter()
+        .flat_map(|(cookie, code)| [cookie.to_le_bytes(), code.to_le_bytes()].concat())
+        .collect();
+    t.fault_write(fd, &bytes).map_err(|errno| Error::Ioctl {
+        call: Call::FaultWrite,
+        errno,
+    })
+}
+
+/// Bytes of `struct iommu_hwpt_pgfault`.
+const FAULT_RECORD: usize = 40;
+/// IOMMU_PGFAULT_PERM_READ | IOMMU_PGFAULT_PERM_WRITE.
+const PERM_RW: u32 = 3;
+
+/// One fault record as `flags,dev_id,pasid,grpid,perm,reserved,addr,length,cookie`.
+fn record_fields(r: &[u8]) -> String {
+    let u32_at = |o: usize| u32::from_le_bytes(r[o..o + 4].try_into().unwrap_or_default());
+    let addr = u64::from_le_bytes(r[24..32].try_into().unwrap_or_default());
+    format!(
+        "{},{},{},{},{},{},{addr:#x},{},{}",
+        u32_at(0),
+        u32_at(4),
+        u32_at(8),
+        u32_at(12),
+        u32_at(16),
+        u32_at(20),
+        u32_at(32),
+        u32_at(36)
+    )
+}
+
+/// The cookie of the record at `at`.
+fn cookie_of(records: &[u8], at: usize) -> u32 {
+    let o = at * FAULT_RECORD + 36;
+    records
+        .get(o..o + 4)
+        .and_then(|b| b.try_into().ok())
+        .map_or(0, u32::from_le_bytes)
+}
+
+/// A mock device on a nested HWPT with a FAULT: TRIGGER_IOPF queues one record, which
+/// one read returns (flags PASID_VALID|LAST_PAGE, the DEVICE id, the request's fields,
+/// length 0, cookie 1) and no later read returns again. Reads and writes must be whole
+/// records (ESPIPE); a response needs a known cookie and code SUCCESS or INVALID
+/// (EINVAL) and answers once; an answered cookie is given out again. While attached the
+/// HWPT is EBUSY; once the device is back on its IOAS and the queue's descriptor is
+/// closed, the FAULT is destroyed.
+fn fault_iopf_is_read_once_and_answered_by_cookie(t: &dyn Target, log: &mut Log) -> Outcome {
+    let (ictx, ioas, mock) = with_mock(t, log)?;
+    let parent = log.ok(
+        "parent",
+        ictx.hwpt_alloc_paging(mock.idev_id, ioas, HwptAllocFlags::NEST_PARENT),
+    )?;
+    let (fault, fd) = log.ok("fault_queue", fault_queue(&ictx))?;
+    let nested = log.ok(
+        "nested",
+        nested_with_fault(&ictx, mock.idev_id, parent, fault),
+    )?;
+    log.ok(
+        "replace",
+        ictx.test_mock_domain_replace(mock.stdev_id, nested),
+    )?;
+    log.errno("destroy_attached", ictx.destroy(nested), Errno::EBUSY)?;
+    let trigger = |pasid: u32| ictx.test_trigger_iopf(mock.idev_id, pasid, 2, PERM_RW, 0xdead_beaf);
+    log.ok("trigger", trigger(1))?;
+    log.errno(
+        "read_partial",
+        t.fault_read(fd, &mut [0u8; 39])
+            .map_err(|errno| Error::Ioctl {
+                call: Call::FaultRead,
+                errno,
+            }),
+        Errno::ESPIPE,
+    )?;
+    let first = log.ok("read", read_faults(t, fd, 2))?;
+    log.eq("read_bytes", first.len(), FAULT_RECORD)?;
+    log.note("record", record_fields(&first));
+    let cookie = cookie_of(&first, 0);
+    log.eq("read_again_bytes", log_len(read_faults(t, fd, 2))?, 0)?;
+    log.errno(
+        "respond_bad_code",
+        respond(t, fd, &[(cookie, 2)]),
+        Errno::EINVAL,
+    )?;
+    log.errno(
+        "respond_unknown",
+        respond(t, fd, &[(cookie + 1, 0)]),
+        Errno::EINVAL,
+    )?;
+    log.errno(
+        "respond_partial",
+        t.fault_write(fd, &[0u8; 7]).map_err(|errno| Error::Ioctl {
+            call: Call::FaultWrite,
+            errno,
+        }),
+        Errno::ESPIPE,
+    )?;
+    log.eq("respond", respond(t, fd, &[(cookie, 0)])?, 8)?;
+    log.errno(
+        "respond_twice",
+        respond(t, fd, &[(cookie, 0)]),
+        Errno::EINVAL,
+    )?;
+    log.ok("trigger_no_pasid", trigger(0))?;
+    let second = log.ok("read_no_pasid", read_faults(t, fd, 1))?;
+    log.note("record_no_pasid", record_fields(&second));
+    log.eq(
+        "respond_invalid",
+        respond(t, fd, &[(cookie_of(&second, 0), 1)])?,
+        8,
+    )?;
+    log.ok(
+        "replace_back",
+        ictx.test_mock_domain_replace(mock.stdev_id, ioas),
+    )?;
+    log.ok("destroy_nested", ictx.destroy(nested))?;
+    log.errno("destroy_fault_open", ictx.destroy(fault), Errno::EBUSY)?;
+    log.eq("close", t.close_fd(fd).is_ok(), true)?;
+    log.ok("destroy_fault", ictx.destroy(fault))
+}
+
+/// Bytes read, for a read that must succeed.
+fn log_len(r: vtd_iommufd::Result<Vec<u8>>) -> Result<usize, Failure> {
+    r.map(|v| v.len())
+        .map_err(|e| Failure(format!("read: {e}")))
+}
+
+/// A page request reaches a queue only through a HWPT with a FAULT: from a device on its
+/// paging mock domain or on a nested HWPT without one, TRIGGER_IOPF succeeds and nothing
+/// is queued. A DEVICE id that does not exist is ENOENT.
+fn fault_iopf_without_a_fault_hwpt_is_dropped(t: &dyn Target, log: &mut Log) -> Outcome {
+    let (ictx, ioas, mock) = with_mock(t, log)?;
+    let (_fault, fd) = log.ok("fault_queue", fault_queue(&ictx))?;
+    let trigger = |dev: u32, pasid: u32| ictx.test_trigger_iopf(dev, pasid, 0, PERM_RW, 0x1000);
+    log.ok("trigger_paging", trigger(mock.idev_id, 0))?;
+    log.ok("trigger_paging_pasid", trigger(mock.idev_id, 1))?;
+    let parent = log.ok(
+        "parent",
+        ictx.hwpt_alloc_paging(mock.idev_id, ioas, HwptAllocFlags::NEST_PARENT),
+    )?;
+    let nested = log.ok(
+        "nested",
+        ictx.hwpt_alloc_selftest_nested(mock.idev_id, parent, IOMMU_TEST_IOTLB_DEFAULT),
+    )?;
+    log.ok(
+        "replace",
+        ictx.test_mock_domain_replace(mock.stdev_id, nested),
+    )?;
+    log.ok("trigger_nested", trigger(mock.idev_id, 1))?;
+    log.errno("trigger_no_device", trigger(99, 0), Errno::ENOENT)?;
+    log.eq("read_bytes", log_len(read_faults(t, fd, 1))?, 0)?;
+    log.eq("close", t.close_fd(fd).is_ok(), true)
+}
+
+/// Leaving an attachment answers the faults that came through it, read or not: a
+/// replace to another HWPT sharing the FAULT, and the device's destruction, each leave
+/// nothing to read and the cookies read before unknown (EINVAL).
+fn fault_leaving_the_attachment_answers_its_faults(t: &dyn Target, log: &mut Log) -> Outcome {
+    let (ictx, ioas, mock) = with_mock(t, log)?;
+    let parent = log.ok(
+        "parent",
+        ictx.hwpt_alloc_paging(mock.idev_id, ioas, HwptAllocFlags::NEST_PARENT),
+    )?;
+    let (fault, fd) = log.ok("fault_queue", fault_queue(&ictx))?;
+    let first = log.ok(
+        "nested_1",
+        nested_with_fault(&ictx, mock.idev_id, parent, fault),
+    )?;
+    let second = log.ok(
+        "nested_2",
+        nested_with_fault(&ictx, mock.idev_id, parent, fault),
+    )?;
+    let trigger = |grpid: u32| ictx.test_trigger_iopf(mock.idev_id, 1, grpid, PERM_RW, 0x2000);
+    for (label, hwpt) in [("replace", first), ("destroy", second)] {
+        log.ok(
+            &format!("{label}_attach"),
+            ictx.test_mock_domain_replace(mock.stdev_id, hwpt),
+        )?;
+        log.ok(&format!("{label}_trigger_1"), trigger(1))?;
+        log.ok(&format!("{label}_trigger_2"), trigger(2))?;
+        let read = log.ok(&format!("{label}_read"), read_faults(t, fd, 1))?;
+        let cookie = cookie_of(&read, 0);
+        log.note(&format!("{label}_cookie"), cookie);
+        if label == "replace" {
+            log.ok(
+                "replace_leave",
+                ictx.test_mock_domain_replace(mock.stdev_id, second),
+            )?;
+        } else {
+            log.ok("destroy_leave", ictx.destroy(mock.stdev_id))?;
+        }
+        log.eq(
+            &format!("{label}_read_after"),
+            log_len(read_faults(t, fd, 2))?,
+            0,
+        )?;
+        log.errno(
+            &format!("{label}_respond_after"),
+            respond(t, fd, &[(cookie, 0)]),
+            Errno::EINVAL,
+        )?;
+    }
+    log.eq("close", t.close_fd(fd).is_ok(), true)
 }

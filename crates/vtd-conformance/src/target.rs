@@ -2,7 +2,7 @@
 
 use std::fs::OpenOptions;
 
-use vtd_iommufd::{IoctlFd, Iommufd, VfioDevice};
+use vtd_iommufd::{Errno, IoctlFd, Iommufd, VfioDevice};
 use vtd_kernel::{DeviceDesc, Platform, PlatformDesc};
 use vtd_model::UnitConfig;
 
@@ -21,6 +21,20 @@ pub trait Target {
 
     /// The `edu` device's VFIO cdev, unbound (VT-d suite only).
     fn edu(&self) -> Result<VfioDevice<Fd>, Failure>;
+
+    /// `read(2)` on a fault queue's descriptor (a number IOMMU_FAULT_QUEUE_ALLOC gave).
+    fn fault_read(&self, fd: i32, buf: &mut [u8]) -> Result<usize, Errno>;
+
+    /// `write(2)` of page responses to a fault queue's descriptor.
+    fn fault_write(&self, fd: i32, data: &[u8]) -> Result<usize, Errno>;
+
+    /// `close(2)` of a fault queue's descriptor.
+    fn close_fd(&self, fd: i32) -> Result<(), Errno>;
+}
+
+/// A `read(2)`/`write(2)` return value as bytes done or errno.
+fn syscall_len(rc: isize) -> Result<usize, Errno> {
+    usize::try_from(rc).map_err(|_| Errno::last())
 }
 
 /// A real kernel: `/dev/iommu` and the VFIO cdev of QEMU's `edu` device.
@@ -80,6 +94,27 @@ impl Target for RealTarget {
             .ok_or_else(|| Failure("no edu device (1234:11e8) with a VFIO cdev".into()))?;
         open_rw(&path.to_string_lossy()).map(VfioDevice::new)
     }
+
+    fn fault_read(&self, fd: i32, buf: &mut [u8]) -> Result<usize, Errno> {
+        // SAFETY: `buf` is valid for writes of its length for the whole call; a bad
+        // descriptor number is the kernel's EBADF, not undefined behaviour.
+        syscall_len(unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) })
+    }
+
+    fn fault_write(&self, fd: i32, data: &[u8]) -> Result<usize, Errno> {
+        // SAFETY: `data` is valid for reads of its length for the whole call.
+        syscall_len(unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) })
+    }
+
+    fn close_fd(&self, fd: i32) -> Result<(), Errno> {
+        // SAFETY: the descriptor came from IOMMU_FAULT_QUEUE_ALLOC and nothing else in
+        // the suite owns it, so closing it cannot pull a file from under other code.
+        if unsafe { libc::close(fd) } == 0 {
+            Ok(())
+        } else {
+            Err(Errno::last())
+        }
+    }
 }
 
 /// QEMU 10.0's `-device intel-iommu,intremap=on,x-scalable-mode=on` as a simulated
@@ -126,5 +161,17 @@ impl Target for SimTarget {
             .open_vfio(0)
             .map_err(|e| Failure(format!("open_vfio: {e}")))?;
         Ok(VfioDevice::new(Box::new(file) as Fd))
+    }
+
+    fn fault_read(&self, fd: i32, buf: &mut [u8]) -> Result<usize, Errno> {
+        self.platform.fault_read(fd, buf)
+    }
+
+    fn fault_write(&self, fd: i32, data: &[u8]) -> Result<usize, Errno> {
+        self.platform.fault_write(fd, data)
+    }
+
+    fn close_fd(&self, fd: i32) -> Result<(), Errno> {
+        self.platform.close_fd(fd)
     }
 }
