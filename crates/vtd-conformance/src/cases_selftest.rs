@@ -16,7 +16,7 @@ use vtd_iommufd::selftest::{
 };
 use vtd_iommufd::uapi::{
     HwCaps, HwptAllocFlags, IOMMU_HWPT_DATA_NONE, MapFlags, iommu_hwpt_alloc,
-    iommu_hwpt_invalidate, size_of,
+    iommu_hwpt_invalidate, iommu_hwpt_pgfault, size_of,
 };
 use vtd_iommufd::{Call, Error, Iommufd};
 
@@ -2924,9 +2924,9 @@ fn nested_with_fault(
     })
 }
 
-/// read(2) of up to `records` fault records from a fault queue.
-fn read_faults(t: &dyn Target, fd: i32, records: usize) -> vtd_iommufd::Result<Vec<u8>> {
-    let mut buf = vec![0u8; records * FAULT_RECORD];
+/// read(2) of up to `len` bytes from a fault queue: the bytes read.
+fn read_queue(t: &dyn Target, fd: i32, len: usize) -> vtd_iommufd::Result<Vec<u8>> {
+    let mut buf = vec![0u8; len];
     let n = t.fault_read(fd, &mut buf).map_err(|errno| Error::Ioctl {
         call: Call::FaultRead,
         errno,
@@ -2935,20 +2935,30 @@ fn read_faults(t: &dyn Target, fd: i32, records: usize) -> vtd_iommufd::Result<V
     Ok(buf)
 }
 
+/// read(2) of up to `records` fault records from a fault queue.
+fn read_faults(t: &dyn Target, fd: i32, records: usize) -> vtd_iommufd::Result<Vec<u8>> {
+    read_queue(t, fd, records * FAULT_RECORD)
+}
+
+/// write(2) of `bytes` to a fault queue: the bytes taken.
+fn write_queue(t: &dyn Target, fd: i32, bytes: &[u8]) -> vtd_iommufd::Result<usize> {
+    t.fault_write(fd, bytes).map_err(|errno| Error::Ioctl {
+        call: Call::FaultWrite,
+        errno,
+    })
+}
+
 /// write(2) of `struct iommu_hwpt_page_response` {cookie, code} records.
 fn respond(t: &dyn Target, fd: i32, answers: &[(u32, u32)]) -> vtd_iommufd::Result<usize> {
     let bytes: Vec<u8> = answers
         .iter()
         .flat_map(|(cookie, code)| [cookie.to_le_bytes(), code.to_le_bytes()].concat())
         .collect();
-    t.fault_write(fd, &bytes).map_err(|errno| Error::Ioctl {
-        call: Call::FaultWrite,
-        errno,
-    })
+    write_queue(t, fd, &bytes)
 }
 
 /// Bytes of `struct iommu_hwpt_pgfault`.
-const FAULT_RECORD: usize = 40;
+const FAULT_RECORD: usize = std::mem::size_of::<iommu_hwpt_pgfault>();
 /// IOMMU_PGFAULT_PERM_READ | IOMMU_PGFAULT_PERM_WRITE.
 const PERM_RW: u32 = 3;
 
@@ -3005,11 +3015,7 @@ fn fault_iopf_is_read_once_and_answered_by_cookie(t: &dyn Target, log: &mut Log)
     log.ok("trigger", trigger(1))?;
     log.errno(
         "read_partial",
-        t.fault_read(fd, &mut [0u8; 39])
-            .map_err(|errno| Error::Ioctl {
-                call: Call::FaultRead,
-                errno,
-            }),
+        read_queue(t, fd, FAULT_RECORD - 1),
         Errno::ESPIPE,
     )?;
     let first = log.ok("read", read_faults(t, fd, 2))?;
@@ -3029,10 +3035,7 @@ fn fault_iopf_is_read_once_and_answered_by_cookie(t: &dyn Target, log: &mut Log)
     )?;
     log.errno(
         "respond_partial",
-        t.fault_write(fd, &[0u8; 7]).map_err(|errno| Error::Ioctl {
-            call: Call::FaultWrite,
-            errno,
-        }),
+        write_queue(t, fd, &[0u8; 7]),
         Errno::ESPIPE,
     )?;
     log.eq("respond", respond(t, fd, &[(cookie, 0)])?, 8)?;
